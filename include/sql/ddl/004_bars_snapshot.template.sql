@@ -1,0 +1,45 @@
+-- 004_bars_snapshot (template): one snapshot bar table and its state per snapshot family.
+-- Applied once per registry.SNAPSHOT_FAMILIES entry; {table} and {state} are identifiers
+-- substituted with psycopg.sql.Identifier (never string formatting of values).
+CREATE TABLE IF NOT EXISTS {table} (
+    id                   integer NOT NULL,
+    tf                   text NOT NULL,
+    tf_days              integer NOT NULL,
+    bar_seq              integer NOT NULL,
+    "timestamp"          timestamptz NOT NULL,
+    time_open            timestamptz NOT NULL,
+    time_close           timestamptz NOT NULL,
+    time_high            timestamptz NOT NULL,
+    time_low             timestamptz NOT NULL,
+    open                 double precision NOT NULL,
+    high                 double precision NOT NULL,
+    low                  double precision NOT NULL,
+    close                double precision NOT NULL,
+    volume               double precision,
+    market_cap           double precision,
+    pos_in_bar           integer NOT NULL,
+    count_days_remaining integer NOT NULL,
+    is_partial_start     boolean NOT NULL,
+    is_partial_end       boolean NOT NULL,
+    count_days           integer NOT NULL,
+    count_missing_days   integer NOT NULL,
+    is_missing_days      boolean NOT NULL,
+    first_missing_day    date,
+    last_missing_day     date,
+    ingested_at          timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (id, tf, bar_seq, "timestamp")
+);
+CREATE INDEX IF NOT EXISTS {ts_index} ON {table} (id, tf, "timestamp");
+
+CREATE TABLE IF NOT EXISTS {state} (
+    id              integer NOT NULL,
+    tf              text NOT NULL,
+    daily_min_seen  timestamptz,
+    daily_max_seen  timestamptz,
+    last_bar_seq    integer,
+    last_time_close timestamptz,
+    -- change-feed cursor (cmc_price_bars_1d_changes.rev consumed); path-dependent bookkeeping
+    src_rev         bigint NOT NULL DEFAULT 0,
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (id, tf)
+);

@@ -1,0 +1,1 @@
+"""The only package that executes SQL: connection resolution, schema, reads and writes."""

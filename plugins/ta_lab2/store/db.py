@@ -1,0 +1,89 @@
+"""Resolve and open the warehouse connection.
+
+Resolution order (one place, documented in docs/operations/DAILY_REFRESH.md):
+
+1. inside an Airflow task (``airflow=True``): the Airflow connection ``ta_lab2_db``;
+2. env ``TA_LAB2_DB_URL``;
+3. an embedded Postgres from the ``pgserver`` wheel with its data under ``.local/pgdata``
+   (started on demand, left running and reused by later commands).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+CONN_ID = "ta_lab2_db"
+ENV_URL = "TA_LAB2_DB_URL"
+ENV_LOCAL_DIR = "TA_LAB2_LOCAL_DIR"
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+
+def local_dir() -> Path:
+    return Path(os.environ.get(ENV_LOCAL_DIR, PROJECT_ROOT / ".local"))
+
+
+def embedded_url(dbname: str = "postgres") -> str:
+    """Start (or reuse) the embedded Postgres under ``.local/pgdata`` and return its URL."""
+    import pgserver  # heavy import, only when needed
+
+    datadir = local_dir() / "pgdata"
+    datadir.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(datadir, cleanup_mode=None)  # keep it running for reuse
+    uri: str = server.get_uri(dbname)
+    return uri
+
+
+def airflow_connection_url(conn_id: str = CONN_ID) -> str:
+    """URL of an Airflow connection (task SDK lookup: secrets backends, env, metadata)."""
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(conn_id)
+    auth = ""
+    if conn.login:
+        auth = quote(conn.login, safe="")
+        if conn.password:
+            auth += ":" + quote(conn.password, safe="")
+        auth += "@"
+    port = f":{conn.port}" if conn.port else ""
+    return f"postgresql://{auth}{conn.host or 'localhost'}{port}/{conn.schema or 'postgres'}"
+
+
+def resolve_url(*, airflow: bool = False) -> str:
+    if airflow:
+        return airflow_connection_url()
+    url = os.environ.get(ENV_URL)
+    if url:
+        return url
+    log.info("no %s set: using the embedded Postgres under %s", ENV_URL, local_dir())
+    return embedded_url()
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs."""
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    return f"{info.get('host', 'socket')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+
+
+def connect(url: str) -> psycopg.Connection:
+    return psycopg.connect(url, autocommit=False, connect_timeout=10, application_name="ta_lab2")
+
+
+@contextmanager
+def transaction(url: str) -> Iterator[psycopg.Connection]:
+    """One connection, one transaction: commit on success, roll back on any error."""
+    with connect(url) as conn:
+        try:
+            yield conn
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()

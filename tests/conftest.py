@@ -1,0 +1,88 @@
+"""Shared fixtures: a throwaway database per test session on a real Postgres server.
+
+Server resolution for tests: env ``TA_LAB2_TEST_SERVER_URL`` (a URL to the server's
+maintenance database), else the local server on 127.0.0.1:5432 when it answers, else the
+embedded ``pgserver`` one. Each session creates ``ta_lab2_test_<random>`` and drops it at
+the end; nothing touches ``TA_LAB2_DB_URL``'s database.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+SHARED_CMC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cmc"
+
+
+def _server_url() -> str:
+    env = os.environ.get("TA_LAB2_TEST_SERVER_URL")
+    if env:
+        return env
+    local = "postgresql://postgres@127.0.0.1:5432/postgres"
+    try:
+        with psycopg.connect(local, connect_timeout=3):
+            return local
+    except psycopg.OperationalError:
+        from ta_lab2.store.db import embedded_url
+
+        return embedded_url("postgres")
+
+
+def _with_db(url: str, dbname: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    info["dbname"] = dbname
+    return psycopg.conninfo.make_conninfo(**info)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> str:
+    return _server_url()
+
+
+def create_database(server_url: str, prefix: str = "ta_lab2_test") -> str:
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return _with_db(server_url, name)
+
+
+def drop_database(server_url: str, db_url: str) -> None:
+    name = psycopg.conninfo.conninfo_to_dict(db_url)["dbname"]
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def session_db_url(pg_server_url: str) -> Iterator[str]:
+    """A fresh database with the schema applied, shared by the session."""
+    from ta_lab2.store import db, schema
+
+    url = create_database(pg_server_url)
+    with db.connect(url) as conn:
+        schema.apply_schema(conn)
+    yield url
+    drop_database(pg_server_url, url)
+
+
+@pytest.fixture
+def fresh_db_url(pg_server_url: str) -> Iterator[str]:
+    """A fresh database with the schema applied, for one test (isolation from others)."""
+    from ta_lab2.store import db, schema
+
+    url = create_database(pg_server_url)
+    with db.connect(url) as conn:
+        schema.apply_schema(conn)
+    yield url
+    drop_database(pg_server_url, url)
+
+
+@pytest.fixture(scope="session")
+def shared_cmc_dir() -> Path:
+    if not SHARED_CMC.is_dir():
+        pytest.fail(f"shared CMC data not found at {SHARED_CMC}; tests need ../shared/data/cmc")
+    return SHARED_CMC
