@@ -29,3 +29,15 @@ CREATE TABLE IF NOT EXISTS cmc_price_histories7 (
 );
 -- change detection for late revisions beyond the 1d lookback
 CREATE INDEX IF NOT EXISTS cmc_price_histories7_load_ts_idx ON cmc_price_histories7 (id, load_ts);
+
+-- Lines of input files the loader could not parse (bad field count, unparsable number or
+-- date, duplicate timestamp inside one file): kept here with file, line and reason so
+-- nothing is silently dropped.
+CREATE TABLE IF NOT EXISTS cmc_load_rejects (
+    source_file  text NOT NULL,
+    line_no      integer NOT NULL,
+    reason       text NOT NULL,
+    raw_line     text NOT NULL,
+    rejected_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (source_file, line_no)
+);

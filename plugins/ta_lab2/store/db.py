@@ -87,3 +87,15 @@ def transaction(url: str) -> Iterator[psycopg.Connection]:
             conn.rollback()
             raise
         conn.commit()
+
+
+TRANSIENT_SQLSTATES = {"40001", "40P01", "53300", "53400", "57P01", "57P02", "57P03"}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Connection refused/reset, too many connections, serialization failure, deadlock, admin
+    shutdown: worth retrying with backoff. Data errors (bad input, constraint violations) are not."""
+    if isinstance(exc, psycopg.OperationalError) and getattr(exc, "sqlstate", None) is None:
+        return True  # connection-level failure: refused, reset, timeout
+    state = getattr(exc, "sqlstate", None)
+    return bool(state) and (state in TRANSIENT_SQLSTATES or str(state).startswith("08"))

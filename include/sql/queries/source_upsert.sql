@@ -1,0 +1,20 @@
+-- source_upsert: move staged rows (temp table _stage_source) into cmc_price_histories7.
+-- Inserts new (id, "timestamp") keys, updates rows whose values changed (and then stamps
+-- load_ts so the 1d builder sees the revision), leaves identical rows untouched.
+-- Returns one row per inserted or updated key with inserted = true/false.
+INSERT INTO cmc_price_histories7 AS t (id, name, timeopen, timeclose, timehigh, timelow, "timestamp",
+    open, high, low, close, volume, marketcap, source_file)
+SELECT id, name, timeopen, timeclose, timehigh, timelow, "timestamp", open, high, low, close,
+    volume, marketcap, source_file
+FROM _stage_source
+ON CONFLICT (id, "timestamp") DO UPDATE SET
+    name = EXCLUDED.name, timeopen = EXCLUDED.timeopen, timeclose = EXCLUDED.timeclose,
+    timehigh = EXCLUDED.timehigh, timelow = EXCLUDED.timelow, open = EXCLUDED.open,
+    high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close, volume = EXCLUDED.volume,
+    marketcap = EXCLUDED.marketcap, source_file = EXCLUDED.source_file, load_ts = now()
+WHERE (t.name, t.timeopen, t.timeclose, t.timehigh, t.timelow, t.open, t.high, t.low, t.close,
+       t.volume, t.marketcap)
+  IS DISTINCT FROM
+      (EXCLUDED.name, EXCLUDED.timeopen, EXCLUDED.timeclose, EXCLUDED.timehigh, EXCLUDED.timelow,
+       EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume, EXCLUDED.marketcap)
+RETURNING (xmax = 0) AS inserted

@@ -1,0 +1,41 @@
+"""Audit writes: ``refresh_run_assets`` rows (one per run, asset, component)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from ta_lab2.store import sqlfiles
+
+
+def put_asset_result(conn: psycopg.Connection, run_id: str, result: dict[str, Any]) -> None:
+    row = {k: result.get(k) for k in ("asset_id", "component", "status", "rows_written", "repairs", "rejects",
+                                       "gaps", "duration_s", "error")}
+    conn.execute(sqlfiles.load("queries/audit_asset_put"),
+                 {**row, "run_id": run_id, "details": json.dumps(result.get("details") or {}, default=str)})
+
+
+def resolve_ids(conn: psycopg.Connection, ids: list[int] | None) -> list[int]:
+    return [r[0] for r in conn.execute(sqlfiles.load("queries/assets_resolve"), {"ids": ids}).fetchall()]
+
+
+def run_results(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(sqlfiles.load("queries/audit_run_assets"), {"run_id": run_id}).fetchall()
+
+
+def validation_counts(conn: psycopg.Connection, run_id: str) -> dict[str, int]:
+    rows = conn.execute(sqlfiles.load("queries/audit_validation_counts"), {"run_id": run_id}).fetchall()
+    return {r[0]: int(r[1]) for r in rows}
+
+
+def put_run(conn: psycopg.Connection, row: dict[str, Any]) -> None:
+    cols = ("run_id", "dag_id", "as_of", "status", "finished_at", "assets_total", "assets_ok", "assets_failed",
+            "assets_skipped", "bars_written", "emas_written", "gaps_flagged", "repairs", "rejects",
+            "validation_fail", "validation_warn", "summary_text")
+    params = {c: row.get(c) for c in cols}
+    params["params"] = json.dumps(row.get("params") or {}, default=str)
+    conn.execute(sqlfiles.load("queries/audit_run_put"), params)

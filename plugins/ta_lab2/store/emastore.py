@@ -1,0 +1,57 @@
+"""Reads and writes of the EMA tables: resume points, rows, rejects, state, watermarks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from ta_lab2.store import frames, io, sqlfiles
+
+REJECT_WRITE_COLUMNS = ("id", "tf", "period", "ts", "ema_value", "violation_type", "bounds", "source_close")
+
+
+def resume_point(conn: psycopg.Connection, table: str, asset_id: int, tf: str, period: int,
+                 before: datetime) -> dict[str, Any]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(frames.query("ema_resume_point", table=table),
+                          {"id": asset_id, "tf": tf, "period": period, "before_ts": before}).fetchone()
+    assert row is not None
+    return row
+
+
+def delete_series(conn: psycopg.Connection, table: str, asset_id: int, tf: str, period: int,
+                  from_ts: datetime | None) -> None:
+    """Delete one series' rows and its ``ema_rejects`` from ``from_ts`` on (None = all)."""
+    for tbl in (table, "ema_rejects"):
+        frames.delete_series(conn, tbl, asset_id, {"tf": tf, "period": period}, "ts", from_ts)
+
+
+def insert_rows(conn: psycopg.Connection, table: str, columns: tuple[str, ...], rows: pd.DataFrame) -> int:
+    return io.copy_frame(conn, table, columns, rows)
+
+
+def insert_rejects(conn: psycopg.Connection, rejects: pd.DataFrame) -> None:
+    if rejects.empty:
+        return
+    io.stage_like(conn, "_stage_ema_rejects", "ema_rejects")
+    io.copy_frame(conn, "_stage_ema_rejects", REJECT_WRITE_COLUMNS, rejects)
+    conn.execute(sqlfiles.load("queries/ema_rejects_put"))
+
+
+def put_state(conn: psycopg.Connection, state_table: str, row: dict[str, Any]) -> None:
+    frames.put_state(conn, state_table, "ema_state_put", row)
+
+
+def delete_state(conn: psycopg.Connection, state_table: str, asset_id: int, tf: str, period: int) -> None:
+    conn.execute(sql.SQL("DELETE FROM {} WHERE id = %s AND tf = %s AND period = %s").format(
+        sql.Identifier(state_table)), (asset_id, tf, period))
+
+
+def put_refresh_state(conn: psycopg.Connection, column: str, asset_id: int, ts: datetime) -> None:
+    stmt = sql.SQL(sqlfiles.load("queries/ema_refresh_state_put")).format(column=sql.Identifier(column))  # type: ignore[arg-type]
+    conn.execute(stmt, {"id": asset_id, "ts": ts})
