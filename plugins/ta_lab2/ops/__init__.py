@@ -1,0 +1,1 @@
+"""Operations support: Telegram alerts and Airflow failure callbacks (see ``ops.alerts``)."""

@@ -1,0 +1,55 @@
+"""The per-asset freshness gate (OPERATIONS.md §3), as a pure decision plus its read.
+
+Fresh when BOTH hold: (1) caught up: ``cmc_price_bars_1d_state.last_src_ts`` equals the
+source's max ``"timestamp"`` visible at the cutoff; (2) recent: ``cutoff - last_src_ts`` is
+at most ``staleness_hours``. Decisions:
+
+* ``fresh``   -> EMAs run;
+* ``wait``    -> not caught up yet (bars behind the source): the sensor pokes again later
+  (reschedule mode, no worker slot held) until its timeout, then soft-fails (= skip);
+* ``stale``   -> no state (``no_state``) or older than the threshold: waiting cannot help
+  within this run (the bars are already built up to the source), so the EMAs are skipped at
+  once with the reason, e.g. ``Skipping ID 825 EMAs (bars stale: last_src_ts=…, 61.2h)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+from psycopg.rows import dict_row
+
+from ta_lab2.store import sqlfiles
+
+
+@dataclass(frozen=True)
+class Freshness:
+    asset_id: int
+    decision: str  # fresh | wait | stale
+    reason: str
+    age_hours: float | None = None
+
+    @property
+    def skip_message(self) -> str:
+        return f"Skipping ID {self.asset_id} EMAs ({self.reason})"
+
+
+def decide(asset_id: int, last_src_ts: datetime | None, src_max_ts: datetime | None, has_state: bool,
+           cutoff: datetime, staleness_hours: float) -> Freshness:
+    if not has_state or last_src_ts is None:
+        return Freshness(asset_id, "stale", "bars stale: no_state")
+    age = (cutoff - last_src_ts).total_seconds() / 3600.0
+    if src_max_ts is not None and last_src_ts < src_max_ts:
+        return Freshness(asset_id, "wait", f"bars behind source: last_src_ts={last_src_ts.isoformat()}, "
+                                           f"source max={src_max_ts.isoformat()}", age)
+    if age > staleness_hours:
+        return Freshness(asset_id, "stale", f"bars stale: last_src_ts={last_src_ts.isoformat()}, {age:.1f}h", age)
+    return Freshness(asset_id, "fresh", f"fresh: last_src_ts={last_src_ts.isoformat()}, {age:.1f}h", age)
+
+
+def check(conn: psycopg.Connection, asset_id: int, cutoff: datetime, staleness_hours: float) -> Freshness:
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(sqlfiles.load("queries/freshness_inputs"), {"id": asset_id, "cutoff": cutoff}).fetchone()
+    assert row is not None
+    return decide(asset_id, row["last_src_ts"], row["src_max_ts"], row["has_state"], cutoff, staleness_hours)

@@ -1,0 +1,198 @@
+"""Airflow task bodies for ``dags/ta_lab2_daily_refresh.py`` (the DAG file only wires).
+
+Each function takes the task context, calls the same library code as the CLI, records the
+audit row per (asset, component) and returns a small JSON-able dict (never a DataFrame).
+Airflow imports happen inside functions so the DAG file parses fast.
+
+Error policy (OPERATIONS.md §4): a transient warehouse error raises
+:class:`TransientWarehouseError` (Airflow retries it with exponential backoff; after the last
+retry the failure alert is ``critical``: the warehouse is unreachable); a data error raises
+``AirflowFailException`` (no retry: rerunning cannot fix bad data); too many corrupt 1d
+rows is a data error with a ``critical`` alert.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from ta_lab2.refresh.context import RunOptions
+from ta_lab2.refresh.runner import plan_components, run_step
+from ta_lab2.store import db
+
+log = logging.getLogger(__name__)
+Context = Mapping[str, Any]
+
+
+class TransientWarehouseError(RuntimeError):
+    """Retryable: connection refused/reset, too many connections, serialization failure."""
+
+    alert_severity = "critical"  # only alerted when the last retry failed too
+
+
+def as_of(context: Context) -> datetime:
+    """The run's source cutoff: the data-interval end (scheduled and backfill runs), else the
+    run's ``run_after`` (manual runs with no logical date)."""
+    end = context.get("data_interval_end")
+    if end is None:
+        dag_run = context["dag_run"]
+        end = getattr(dag_run, "logical_date", None) or dag_run.run_after
+    return datetime.fromtimestamp(end.timestamp(), tz=UTC)
+
+
+def _fail(message: str, severity: str = "error") -> Exception:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    exc = AirflowFailException(message)
+    exc.alert_severity = severity  # type: ignore[attr-defined]
+    return exc
+
+
+def run_options(context: Context) -> tuple[list[str], RunOptions]:
+    p = context["params"]
+    try:
+        components = plan_components(p["targets"], p["builders"] or None, p["refreshers"] or None)
+        combos = tuple((c.split(":")[0], int(c.split(":")[1])) for c in p["tf_period_combos"])
+        opts = RunOptions(as_of=as_of(context), full_rebuild=bool(p["full_rebuild"]), dry_run=bool(p["dry_run"]),
+                          tfs=tuple(p["tfs"]), periods=tuple(int(x) for x in p["periods"]), tf_period_combos=combos,
+                          run_id=str(context["run_id"]))
+    except (ValueError, KeyError, IndexError) as exc:
+        raise _fail(f"bad params: {exc}") from None
+    return components, opts
+
+
+def batches_of(ids: list[int], size: int) -> list[list[int]]:
+    return [ids[i:i + size] for i in range(0, len(ids), max(1, size))]
+
+
+def prepare(context: Context) -> list[list[int]]:
+    """Apply the schema, check params against the warehouse, resolve ids into batches."""
+    from ta_lab2.refresh.plan import RequestError, check_series, resolve_ids
+    from ta_lab2.store import audit, schema
+
+    components, opts = run_options(context)
+    p = context["params"]
+    url = db.resolve_url(airflow=True)
+    with db.connect(url) as conn:
+        if not opts.dry_run:
+            schema.apply_schema(conn)
+        try:
+            ids = resolve_ids(conn, None if p["ids"] == "all" else [int(i) for i in p["ids"]])
+            check_series(conn, opts.tfs, opts.periods, opts.tf_period_combos)
+        except RequestError as exc:
+            raise _fail(f"prepare: {exc}") from None
+        if not opts.dry_run:
+            audit.put_run(conn, {"run_id": opts.run_id, "dag_id": context["dag"].dag_id, "as_of": opts.as_of,
+                                 "status": "running", "params": dict(p)})
+            conn.commit()
+    batches = batches_of(ids, int(p["batch_size"]))
+    log.info("run %s as_of %s: %d assets in %d batches; components %s%s", opts.run_id, opts.as_of.isoformat(),
+             len(ids), len(batches), components, " (DRY RUN)" if opts.dry_run else "")
+    return batches
+
+
+def run_component(component: str, batch: list[int], context: Context) -> dict[str, Any]:
+    """Run one component for the assets of one batch; raise if any asset failed."""
+    components, opts = run_options(context)
+    if component not in components:
+        return {"component": component, "status": "not_selected"}
+    url = db.resolve_url(airflow=True)
+    results = []
+    for k, asset in enumerate(batch, start=1):
+        res = run_step(url, component, asset, opts)
+        results.append(res)
+        log.info("asset %s %s: %s, %d rows (%s) [%d/%d in batch]", asset, component, res.status,
+                 res.rows_written, res.details.get("mode") or res.details.get("modes"), k, len(batch))
+        if opts.dry_run:
+            log.info("asset %s %s DRY RUN plan: %s", asset, component, res.details)
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        message = "; ".join(f"asset {r.asset_id} {component}: {r.error}" for r in failed)
+        if all(r.details.get("transient") for r in failed):
+            raise TransientWarehouseError(message)
+        corrupt = any(r.details.get("corruption") for r in failed)
+        raise _fail(message, "critical" if corrupt else "error")
+    return {"component": component, "assets": batch, "status": "dry_run" if opts.dry_run else "ok",
+            "rows_written": sum(r.rows_written for r in results)}
+
+
+def freshness(batch: list[int], context: Context) -> Any:
+    """Sensor body: PokeReturnValue(done, fresh ids); skip when no asset of the batch is fresh."""
+    from airflow.sdk import PokeReturnValue
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from ta_lab2.ops import freshness as fr
+    from ta_lab2.refresh.context import ComponentResult
+    from ta_lab2.refresh.runner import record_result
+
+    components, opts = run_options(context)
+    p = context["params"]
+    if p["skip_stale_check"] or not any(c.startswith("emas.") for c in components):
+        return PokeReturnValue(is_done=True, xcom_value=batch)
+    url = db.resolve_url(airflow=True)
+    with db.connect(url) as conn:
+        decisions = [fr.check(conn, a, opts.as_of, float(p["staleness_hours"])) for a in batch]
+    for d in decisions:
+        log.info("asset %s freshness: %s (%s)", d.asset_id, d.decision, d.reason)
+    if opts.dry_run:
+        return PokeReturnValue(is_done=True, xcom_value=batch)
+    if any(d.decision == "wait" for d in decisions):
+        return PokeReturnValue(is_done=False)
+    stale = [d for d in decisions if d.decision == "stale"]
+    for d in stale:
+        record_result(url, opts.run_id, ComponentResult(d.asset_id, "freshness", status="skipped",
+                                                        error=d.skip_message))
+    fresh = [d.asset_id for d in decisions if d.decision == "fresh"]
+    if not fresh:
+        raise AirflowSkipException("; ".join(d.skip_message for d in stale))
+    return PokeReturnValue(is_done=True, xcom_value=fresh)
+
+
+def validate_assets(batch: list[int], context: Context) -> dict[str, Any]:
+    from ta_lab2.ops.validation import run_validation
+
+    components, opts = run_options(context)
+    if not context["params"]["validate"] or opts.dry_run:
+        return {"status": "not_selected"}
+    report = run_validation(db.resolve_url(airflow=True), batch, opts.run_id, include_global=False)
+    log.info("validation of %s:\n%s", batch, report.format())
+    if report.worst == "FAIL":
+        fails = [f"asset {r.asset_id} {r.check_name}: {r.message}" for r in report.results if r.severity == "FAIL"]
+        raise _fail("validation FAIL: " + "; ".join(fails[:10]))
+    return {"status": "ok", "counts": report.counts()}
+
+
+def validate_global(batches: list[list[int]], context: Context) -> dict[str, Any]:
+    from ta_lab2.ops.validation import run_validation
+
+    components, opts = run_options(context)
+    if not context["params"]["validate"] or opts.dry_run:
+        return {"status": "not_selected"}
+    ids = [a for b in batches for a in b]
+    report = run_validation(db.resolve_url(airflow=True), ids, opts.run_id, include_global=True, per_asset=False)
+    log.info("cross-asset validation:\n%s", report.format())
+    if report.worst == "FAIL":
+        raise _fail("cross-asset validation FAIL: " + "; ".join(
+            r.message for r in report.results if r.severity == "FAIL"))
+    return {"status": "ok", "counts": report.counts()}
+
+
+def summary(batches: list[list[int]], context: Context) -> dict[str, Any]:
+    """Print and persist the run summary; alert when not clean; fail the run on failures."""
+    from ta_lab2.ops.alerts import send_alert, summary_message
+    from ta_lab2.ops.summary import build_run_summary
+
+    components, opts = run_options(context)
+    ids = [a for b in batches for a in b]
+    url = db.resolve_url(airflow=True)
+    run = build_run_summary(url, opts, components, ids, dag_id=context["dag"].dag_id,
+                            params=dict(context["params"]))
+    print(run["text"])
+    if not run["clean"] and context["params"]["alert_on_error"] and not opts.dry_run:
+        send_alert(*summary_message(run), airflow=True)
+    if run["assets_failed"] or run["validation_fail"]:
+        raise _fail(f"run {opts.run_id} not clean: {len(run['assets_failed'])} assets failed "
+                    f"{run['assets_failed']}, validation FAIL {run['validation_fail']}")
+    return {k: run[k] for k in ("status", "assets_ok", "assets_failed", "validation_fail", "validation_warn")}

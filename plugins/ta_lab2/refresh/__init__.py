@@ -1,0 +1,1 @@
+"""One refresh step per (asset, component): read what is new, compute, write + watermark."""

@@ -1,0 +1,100 @@
+"""The snapshot step for one asset and one family (multi_tf, cal_*, cal_anchor_*).
+
+Per (id, tf): a missing state, ``full_rebuild`` or a moved first day (backfill, or the
+first day rejected) rebuilds the series. Otherwise the 1d change feed gives the first 1d day
+changed since the series' cursor; the bar containing that day is recomputed from its window
+start with the pure :func:`ta_lab2.bars.snapshot.build_snapshots`, and only snapshot rows
+from the changed day on are deleted and re-inserted: a snapshot row depends only on its
+bar's days up to its own day, so earlier rows are unchanged by construction. A daily run
+therefore writes (new days × timeframes) rows. Rows and state commit together.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psycopg
+
+from ta_lab2.bars.snapshot import SNAPSHOT_COLUMNS, build_snapshots
+from ta_lab2.bars.windows import window_containing
+from ta_lab2.refresh.context import ComponentResult, RunOptions
+from ta_lab2.registry import BarFamily
+from ta_lab2.store import bars1d, frames, io
+from ta_lab2.timeframes import Timeframe, select
+
+log = logging.getLogger(__name__)
+
+
+def _day(ts: Any) -> np.datetime64:
+    return np.datetime64(pd.Timestamp(ts).tz_convert("UTC").tz_localize(None).floor("D"), "D")
+
+
+def _restart(conn: psycopg.Connection, asset_id: int, state: dict[str, Any] | None, first_ts: datetime,
+             full: bool) -> tuple[str, np.datetime64 | None]:
+    """('rebuild', None) | ('noop', None) | ('window', first changed day)."""
+    if state is None or full or state["daily_min_seen"] != first_ts:
+        return "rebuild", None
+    changed, _ = bars1d.changes_since(conn, asset_id, state["src_rev"])
+    return ("noop", None) if changed is None else ("window", _day(changed))
+
+
+def _plan(conn: psycopg.Connection, family: BarFamily, asset_id: int, tfs: list[Timeframe],
+          first_ts: datetime, opts: RunOptions) -> list[tuple[Timeframe, str, np.datetime64 | None, np.datetime64 | None]]:
+    states = {s["tf"]: s for s in frames.state_rows(conn, family.state_table, asset_id, "snapshot_state_get")}
+    first_day = _day(first_ts)
+    plan = []
+    for tf in tfs:
+        mode, changed = _restart(conn, asset_id, states.get(tf.tf), first_ts, opts.full_rebuild)
+        start = first_day if changed is None else window_containing(changed, tf, first_day)[1]
+        plan.append((tf, mode, changed, start))
+    return plan
+
+
+def refresh_snapshot(conn: psycopg.Connection, asset_id: int, opts: RunOptions, family: BarFamily) -> ComponentResult:
+    io.advisory_xact_lock(conn, family.lock_key, asset_id)
+    io.advisory_xact_lock(conn, "bars.1d", asset_id, shared=True)  # 1d is not mid-write
+    result = ComponentResult(asset_id, f"bars.{family.name}")
+    tfs = select(frames.timeframes(conn), family, opts.tfs or None)
+    bounds = frames.daily_bounds(conn, asset_id)
+    if not tfs or bounds["n"] == 0:
+        result.details = {"mode": "noop", "reason": "no 1d rows" if tfs else "no timeframe selected"}
+        return result
+    _, rev = bars1d.changes_since(conn, asset_id, 0)
+    plan = [p for p in _plan(conn, family, asset_id, tfs, bounds["first_ts"], opts) if p[1] != "noop"]
+    starts = [p[3] for p in plan]
+    daily = frames.daily_frame(conn, asset_id, pd.Timestamp(min(starts), tz="UTC") if starts else None) \
+        if plan else None
+    first_day = _day(bounds["first_ts"])
+    modes: dict[str, int] = {}
+    for tf, mode, changed, start in plan:
+        assert daily is not None
+        rows = build_snapshots(daily[daily["day"] >= pd.Timestamp(start)], tf, first_day, asset_id)
+        from_ts = None if changed is None else pd.Timestamp(changed, tz="UTC")
+        if from_ts is not None:
+            rows = rows[rows["timestamp"] >= from_ts]
+        result.rows_written += len(rows)
+        result.gaps += int(rows["is_missing_days"].sum())
+        modes[mode] = modes.get(mode, 0) + 1
+        if not opts.dry_run:
+            _write(conn, family, asset_id, tf, from_ts, rows, bounds, rev)
+    result.details = {"tfs": [t.tf for t in tfs], "modes": modes, "src_rev": rev}
+    result.status = "dry_run" if opts.dry_run else "ok"
+    log.info("asset %s bars.%s: %s rows written over %d timeframes %s", asset_id, family.name,
+             result.rows_written, len(tfs), modes)
+    return result
+
+
+def _write(conn: psycopg.Connection, family: BarFamily, asset_id: int, tf: Timeframe, from_ts: Any,
+           rows: pd.DataFrame, bounds: dict[str, Any], rev: int) -> None:
+    frames.delete_series(conn, family.table, asset_id, {"tf": tf.tf}, "timestamp", from_ts)
+    frames.insert_rows(conn, family.table, SNAPSHOT_COLUMNS, rows)
+    last = conn.execute(
+        frames.query("snapshot_last_row", table=family.table), {"id": asset_id, "tf": tf.tf}).fetchone()
+    frames.put_state(conn, family.state_table, "snapshot_state_put", {
+        "id": asset_id, "tf": tf.tf, "daily_min_seen": bounds["first_ts"], "daily_max_seen": bounds["last_ts"],
+        "last_bar_seq": last[0] if last else None, "last_time_close": last[1] if last else None, "src_rev": rev,
+    })
