@@ -13,8 +13,9 @@ rows is a data error with a ``critical`` alert.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +43,28 @@ def as_of(context: Context) -> datetime:
     return datetime.fromtimestamp(end.timestamp(), tz=UTC)
 
 
+def classified(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Apply the error policy to a task body: Airflow's own exceptions (skip, fail,
+    reschedule) and ours pass through; a transient warehouse error becomes
+    :class:`TransientWarehouseError` (retried with backoff); anything else is a data or code
+    error and becomes ``AirflowFailException`` (retrying cannot fix it)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TransientWarehouseError:
+            raise
+        except Exception as exc:
+            if type(exc).__module__.startswith("airflow"):
+                raise
+            if db.is_transient(exc):
+                raise TransientWarehouseError(f"{fn.__name__}: {type(exc).__name__}: {exc}") from exc
+            raise _fail(f"{fn.__name__}: {type(exc).__name__}: {exc}") from exc
+
+    return wrapper
+
+
 def _fail(message: str, severity: str = "error") -> Exception:
     from airflow.sdk.exceptions import AirflowFailException
 
@@ -63,10 +86,26 @@ def run_options(context: Context) -> tuple[list[str], RunOptions]:
     return components, opts
 
 
+def parse_ids_param(value: Any) -> list[int] | None:
+    """``"all"`` -> None; ``"1, 52"`` or ``[1, 52]`` -> [1, 52] (the JSON schema checked the form)."""
+    if isinstance(value, str):
+        if value.strip().lower() == "all":
+            return None
+        value = [v for v in value.split(",") if v.strip()]
+    try:
+        ids = [int(v) for v in value]
+    except (TypeError, ValueError):
+        raise _fail(f"bad params: ids must be \"all\" or a list of positive integers, got {value!r}") from None
+    if not ids or min(ids) < 1:
+        raise _fail(f"bad params: ids must be \"all\" or a list of positive integers, got {value!r}")
+    return ids
+
+
 def batches_of(ids: list[int], size: int) -> list[list[int]]:
     return [ids[i:i + size] for i in range(0, len(ids), max(1, size))]
 
 
+@classified
 def prepare(context: Context) -> list[list[int]]:
     """Apply the schema, check params against the warehouse, resolve ids into batches."""
     from ta_lab2.refresh.plan import RequestError, check_series, resolve_ids
@@ -79,7 +118,7 @@ def prepare(context: Context) -> list[list[int]]:
         if not opts.dry_run:
             schema.apply_schema(conn)
         try:
-            ids = resolve_ids(conn, None if p["ids"] == "all" else [int(i) for i in p["ids"]])
+            ids = resolve_ids(conn, parse_ids_param(p["ids"]))
             check_series(conn, opts.tfs, opts.periods, opts.tf_period_combos)
         except RequestError as exc:
             raise _fail(f"prepare: {exc}") from None
@@ -93,6 +132,7 @@ def prepare(context: Context) -> list[list[int]]:
     return batches
 
 
+@classified
 def run_component(component: str, batch: list[int], context: Context) -> dict[str, Any]:
     """Run one component for the assets of one batch; raise if any asset failed."""
     components, opts = run_options(context)
@@ -115,9 +155,11 @@ def run_component(component: str, batch: list[int], context: Context) -> dict[st
         corrupt = any(r.details.get("corruption") for r in failed)
         raise _fail(message, "critical" if corrupt else "error")
     return {"component": component, "assets": batch, "status": "dry_run" if opts.dry_run else "ok",
-            "rows_written": sum(r.rows_written for r in results)}
+            "rows_written": sum(r.rows_written for r in results),
+            "results": [{**r.to_dict(), "details": {}} for r in results] if opts.dry_run else []}
 
 
+@classified
 def freshness(batch: list[int], context: Context) -> Any:
     """Sensor body: PokeReturnValue(done, fresh ids); skip when no asset of the batch is fresh."""
     from airflow.sdk import PokeReturnValue
@@ -150,6 +192,7 @@ def freshness(batch: list[int], context: Context) -> Any:
     return PokeReturnValue(is_done=True, xcom_value=fresh)
 
 
+@classified
 def validate_assets(batch: list[int], context: Context) -> dict[str, Any]:
     from ta_lab2.ops.validation import run_validation
 
@@ -164,13 +207,20 @@ def validate_assets(batch: list[int], context: Context) -> dict[str, Any]:
     return {"status": "ok", "counts": report.counts()}
 
 
-def validate_global(batches: list[list[int]], context: Context) -> dict[str, Any]:
+def prepared_ids(context: Context) -> list[int] | None:
+    """The ids ``prepare`` resolved (None when prepare did not succeed)."""
+    batches = context["ti"].xcom_pull(task_ids="prepare", default=None)
+    return None if batches is None else [a for b in batches for a in b]
+
+
+@classified
+def validate_global(context: Context) -> dict[str, Any]:
     from ta_lab2.ops.validation import run_validation
 
     components, opts = run_options(context)
-    if not context["params"]["validate"] or opts.dry_run:
+    ids = prepared_ids(context)
+    if not context["params"]["validate"] or opts.dry_run or not ids:
         return {"status": "not_selected"}
-    ids = [a for b in batches for a in b]
     report = run_validation(db.resolve_url(airflow=True), ids, opts.run_id, include_global=True, per_asset=False)
     log.info("cross-asset validation:\n%s", report.format())
     if report.worst == "FAIL":
@@ -179,16 +229,23 @@ def validate_global(batches: list[list[int]], context: Context) -> dict[str, Any
     return {"status": "ok", "counts": report.counts()}
 
 
-def summary(batches: list[list[int]], context: Context) -> dict[str, Any]:
+@classified
+def summary(context: Context) -> dict[str, Any]:
     """Print and persist the run summary; alert when not clean; fail the run on failures."""
     from ta_lab2.ops.alerts import send_alert, summary_message
     from ta_lab2.ops.summary import build_run_summary
 
     components, opts = run_options(context)
-    ids = [a for b in batches for a in b]
+    ids = prepared_ids(context)
+    if ids is None:
+        raise _fail(f"run {opts.run_id}: prepare did not succeed, nothing ran (see the prepare task log)")
+    planned: list[dict[str, Any]] = []
+    if opts.dry_run:  # nothing was recorded: the plans are the tasks' return values
+        pulled = context["ti"].xcom_pull(task_ids=[f"asset.{c}" for c in components], default=None) or []
+        planned = [r for x in pulled if isinstance(x, dict) for r in x.get("results", [])]
     url = db.resolve_url(airflow=True)
     run = build_run_summary(url, opts, components, ids, dag_id=context["dag"].dag_id,
-                            params=dict(context["params"]))
+                            params=dict(context["params"]), dry_run_results=planned)
     print(run["text"])
     if not run["clean"] and context["params"]["alert_on_error"] and not opts.dry_run:
         send_alert(*summary_message(run), airflow=True)

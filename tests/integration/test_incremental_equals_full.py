@@ -63,8 +63,8 @@ def test_emas_incremental_equals_full_for_any_as_of_slicing(session_db_url: str,
     assert_twins_equal(session_db_url, inc, full, all_tables("emas"))
 
 
-@given(st.integers(0, 10**6), st.integers(20, 45))
-@settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.integers(0, 10**6), st.integers(20, 40))
+@settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
 def test_one_day_at_a_time_equals_full(session_db_url: str, seed: int, n: int) -> None:
     inc, full = _run_twins(session_db_url, seed, n, list(range(1, n + 2)), 0.1, ALL, **SMALL_EMA)
     assert_twins_equal(session_db_url, inc, full, all_tables("emas"))

@@ -294,8 +294,8 @@ def test_a_negative_ema_and_an_ema_reject_fail(built: tuple[str, int]) -> None:
     )
     _rows(
         url,
-        "INSERT INTO ema_rejects (id, tf, period, ts, ema_value, violation_type, bounds, source_close) "
-        "VALUES (%s, '14D', 20, %s, 999.0, 'above_upper_bound', '{}', 100.0)",
+        "INSERT INTO ema_rejects (alignment_source, id, tf, period, ts, ema_value, violation_type, bounds, "
+        "source_close) VALUES ('multi_tf', %s, '14D', 20, %s, 999.0, 'above_upper_bound', '{}', 100.0)",
         (asset, ts),
     )
     checks = _by_name(run_validation(url, [asset], "run-neg", persist=False), asset)
@@ -306,6 +306,7 @@ def test_a_negative_ema_and_an_ema_reject_fail(built: tuple[str, int]) -> None:
     assert rejects.severity == "FAIL" and "above_upper_bound" in rejects.message
     assert rejects.details["examples"] == [
         {
+            "alignment_source": "multi_tf",
             "tf": "14D",
             "period": 20,
             "ts": "2024-06-01T23:59:59.999+00:00",

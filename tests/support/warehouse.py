@@ -9,6 +9,7 @@ columns that record *when* or *how often* something ran are excluded, see IGNORE
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -87,7 +88,15 @@ def table_rows(url: str, table: str, asset_id: int) -> pd.DataFrame:
         cols = [d.name for d in cur.description or []]
         df = pd.DataFrame(cur.fetchall(), columns=cols)
     keep = [c for c in cols if c not in IGNORED and c != "id"]
+    for c in keep:  # jsonb values come back as dicts: compare their canonical JSON text
+        if df[c].map(lambda v: isinstance(v, dict | list)).any():
+            df[c] = df[c].map(lambda v: json.dumps(_strip(v), sort_keys=True))
     return df[keep].sort_values(keep[: min(4, len(keep))], ignore_index=True)
+
+
+def _strip(v: Any) -> Any:
+    """A raw-row jsonb without the keys that legitimately differ between twins."""
+    return {k: x for k, x in v.items() if k not in ("id", "name") and k not in IGNORED} if isinstance(v, dict) else v
 
 
 def all_tables(families: str = "all") -> list[str]:

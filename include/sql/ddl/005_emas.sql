@@ -9,7 +9,11 @@ INSERT INTO dim_period (period, is_default) VALUES
     (200, true), (252, true), (365, true)
 ON CONFLICT (period) DO NOTHING;
 
+-- alignment_source (the EMA table, as in cmc_ema_multi_tf_u) is part of the key: EMAS.md's
+-- key (id, tf, period, ts, violation_type) collides between tables sharing a tf name
+-- (multi_tf and v2 both have 7D; cal_us and cal_iso both have 1M_CAL). See docs/decisions.
 CREATE TABLE IF NOT EXISTS ema_rejects (
+    alignment_source text NOT NULL,
     id              integer NOT NULL,
     tf              text NOT NULL,
     period          integer NOT NULL,
@@ -19,7 +23,7 @@ CREATE TABLE IF NOT EXISTS ema_rejects (
     bounds          jsonb NOT NULL,
     source_close    double precision,
     created_at      timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (id, tf, period, ts, violation_type)
+    PRIMARY KEY (id, alignment_source, tf, period, ts, violation_type)
 );
 
 -- Source watermark (greatest 1d day) each EMA refresher last consumed, per asset.

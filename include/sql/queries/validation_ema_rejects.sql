@@ -3,7 +3,7 @@
 -- few severe rows.
 -- Params: id.
 WITH r AS (
-    SELECT tf, period, ts, violation_type, ema_value,
+    SELECT alignment_source, tf, period, ts, violation_type, ema_value,
            violation_type ~* '(bound|nan|inf|negative)' AS severe
     FROM ema_rejects
     WHERE id = %(id)s
@@ -11,7 +11,7 @@ WITH r AS (
 SELECT count(*) AS n_rows, count(*) FILTER (WHERE severe) AS n_bad,
        (SELECT jsonb_object_agg(violation_type, n)
         FROM (SELECT violation_type, count(*) AS n FROM r GROUP BY violation_type) t) AS by_type,
-       (array_agg(jsonb_build_object('tf', tf, 'period', period, 'ts', ts, 'violation_type', violation_type,
+       (array_agg(jsonb_build_object('alignment_source', alignment_source, 'tf', tf, 'period', period, 'ts', ts, 'violation_type', violation_type,
                                      'ema_value', ema_value::text)
-                  ORDER BY tf, period, ts, violation_type) FILTER (WHERE severe))[1:10] AS examples
+                  ORDER BY alignment_source, tf, period, ts, violation_type) FILTER (WHERE severe))[1:10] AS examples
 FROM r

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -27,8 +28,8 @@ def totals(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "repairs": sum(int(r.get("repairs") or 0) for r in results),
         "rejects": sum(int(r.get("rejects") or 0) for r in results),
         "assets_total": len(per_asset),
-        "assets_failed": sum(1 for s in per_asset.values() if "failed" in s),
-        "assets_skipped": sum(1 for s in per_asset.values() if "failed" not in s and "skipped" in s),
+        "assets_failed": sum(1 for s in per_asset.values() if s & {"failed", "not_run"}),
+        "assets_skipped": sum(1 for s in per_asset.values() if not s & {"failed", "not_run"} and "skipped" in s),
         "assets_ok": sum(1 for s in per_asset.values() if s <= {"ok", "dry_run"}),
     }
 
@@ -40,13 +41,14 @@ def _rows(results: Iterable[dict[str, Any]]) -> list[list[str]]:
     rows = []
     for comp in sorted(by_comp, key=lambda c: (not c.startswith("bars."), c != "bars.1d", c)):
         rs = by_comp[comp]
-        n = {s: sum(1 for r in rs if r["status"] == s) for s in ("ok", "failed", "skipped", "dry_run")}
+        n = {s: sum(1 for r in rs if r["status"] == s) for s in ("ok", "failed", "skipped", "dry_run", "not_run")}
         rows.append(
             [
                 comp,
                 str(n["ok"] + n["dry_run"]),
                 str(n["failed"]),
                 str(n["skipped"]),
+                str(n["not_run"]),
                 str(sum(int(r.get("rows_written") or 0) for r in rs)),
                 f"{sum(float(r.get('duration_s') or 0) for r in rs):.2f}",
             ]
@@ -72,7 +74,7 @@ def format_summary(
 ) -> str:
     t = totals(results)
     head = f"run {run_id}" + ("  (DRY RUN: nothing written)" if dry_run else "")
-    body = table(["component", "assets ok", "failed", "skipped", "rows written", "seconds"], _rows(results))
+    body = table(["component", "assets ok", "failed", "skipped", "not run", "rows written", "seconds"], _rows(results))
     v = validation or {}
     foot = (
         f"totals: assets {t['assets_total']} (ok {t['assets_ok']}, failed {t['assets_failed']}, "
@@ -83,6 +85,91 @@ def format_summary(
     problems = [
         f"asset {r['asset_id']} {r['component']} {r['status']}: {r.get('error')}"
         for r in results
-        if r["status"] in ("failed", "skipped") and r.get("error")
+        if r["status"] in ("failed", "skipped", "not_run") and r.get("error")
     ]
     return "\n".join([head, body, foot, *notes, *problems])
+
+
+def expected_results(recorded: Sequence[dict[str, Any]], ids: Sequence[int],
+                     components: Sequence[str]) -> list[dict[str, Any]]:
+    """Every (asset, component) the run asked for: recorded results first; a missing one is
+    ``skipped`` when the asset's freshness gate skipped it (the reason is kept), else
+    ``not_run`` (its task never started: an upstream task of that asset failed, or the run
+    was stopped). Tasks that end ``upstream_failed`` fire no callback, so this is where such
+    assets become visible."""
+    by_key = {(int(r["asset_id"]), str(r["component"])): dict(r) for r in recorded}
+    out = [r for r in by_key.values() if r["component"] in components or r["component"] == "freshness"]
+    for a in ids:
+        gate = by_key.get((a, "freshness"))
+        for comp in components:
+            if (a, comp) in by_key:
+                continue
+            if gate is not None and gate["status"] == "skipped" and comp.startswith("emas."):
+                out.append({"asset_id": a, "component": comp, "status": "skipped", "error": gate.get("error")})
+            else:
+                failed_up = sorted(c for (x, c), r in by_key.items() if x == a and r["status"] == "failed")
+                why = f"upstream failed: {', '.join(failed_up)}" if failed_up else "task did not run"
+                out.append({"asset_id": a, "component": comp, "status": "not_run", "error": why})
+    return sorted(out, key=lambda r: (int(r["asset_id"]), str(r["component"])))
+
+
+def run_verdict(results: Sequence[dict[str, Any]], validation: dict[str, int]) -> dict[str, Any]:
+    """Per-asset outcome lists and the alert inputs (``ops.alerts.summary_message`` keys)."""
+    status: dict[int, set[str]] = defaultdict(set)
+    for r in results:
+        status[int(r["asset_id"])].add(str(r["status"]))
+    failed = sorted(a for a, s in status.items() if s & {"failed", "not_run"})
+    skipped_reasons = sorted({str(r.get("error")) for r in results
+                              if r["component"] == "freshness" and r["status"] == "skipped"})
+    critical = [f"asset {r['asset_id']} {r['component']}: {r.get('error')}" for r in results
+                if r["status"] == "failed" and ((r.get("details") or {}).get("corruption")
+                                                 or (r.get("details") or {}).get("transient"))]
+    return {
+        "assets_ok": sorted(a for a, s in status.items() if s <= {"ok", "dry_run"}),
+        "assets_failed": failed,
+        "assets_skipped": skipped_reasons,
+        "validation_fail": int(validation.get("FAIL", 0)),
+        "validation_warn": int(validation.get("WARN", 0)),
+        "critical": critical,
+    }
+
+
+def build_run_summary(url: str, opts: Any, components: Sequence[str], ids: Sequence[int], *, dag_id: str,
+                      params: dict[str, Any], dry_run_results: Sequence[dict[str, Any]] = (),
+                      notes: Sequence[str] = ()) -> dict[str, Any]:
+    """The run's summary from the audit tables (or, for a dry run, from the tasks' returned
+    plans), persisted to ``refresh_runs`` unless dry run. Returns the ``summary_message``
+    inputs plus ``text``, ``clean``, ``status`` and the totals."""
+    from ta_lab2.store import audit, db
+
+    if opts.dry_run:
+        recorded, validation = list(dry_run_results), {}
+    else:
+        with db.connect(url) as conn:
+            recorded, validation = audit.run_results(conn, opts.run_id), audit.validation_counts(conn, opts.run_id)
+    results = expected_results(recorded, ids, components)
+    verdict = run_verdict(results, validation)
+    clean = not (verdict["assets_failed"] or verdict["assets_skipped"] or verdict["validation_fail"]
+                 or verdict["validation_warn"] or verdict["critical"])
+    status = "success" if clean else ("failed" if verdict["assets_failed"] or verdict["validation_fail"]
+                                      else "warning")
+    progress = f"assets done {len(verdict['assets_ok'])}/{len(ids)}"
+    text = format_summary([r for r in results if r["component"] != "freshness"] or results,
+                          run_id=opts.run_id, dry_run=opts.dry_run, validation=validation,
+                          notes=[progress, *notes, *(f"Skipping EMAs: {s}" for s in verdict["assets_skipped"])])
+    t = totals([r for r in results if r["component"] != "freshness"])
+    summary = {"run_id": opts.run_id, "text": text, "clean": clean, "status": "dry_run" if opts.dry_run else status,
+               "rejects": t["rejects"], "repairs": t["repairs"], **verdict, "totals": t}
+    if not opts.dry_run:
+        with db.transaction(url) as conn:
+            for r in results:
+                if r["status"] == "not_run" or (r["status"] == "skipped" and r["component"] != "freshness"):
+                    audit.put_asset_result(conn, opts.run_id, {**r, "details": r.get("details") or {}})
+            audit.put_run(conn, {"run_id": opts.run_id, "dag_id": dag_id, "as_of": opts.as_of, "params": params,
+                                 "status": status, "finished_at": datetime.now(UTC), **t,
+                                 "assets_total": len(ids), "assets_ok": len(verdict["assets_ok"]),
+                                 "assets_failed": len(verdict["assets_failed"]),
+                                 "assets_skipped": t["assets_skipped"],
+                                 "validation_fail": verdict["validation_fail"],
+                                 "validation_warn": verdict["validation_warn"], "summary_text": text})
+    return summary

@@ -137,32 +137,35 @@ def _refresh_tf(conn: psycopg.Connection, family: EmaFamily, variant: EmaVariant
                 periods: list[int], states: dict[tuple[str, int], dict[str, Any]], grid: _Grid, rev: int,
                 opts: RunOptions, result: ComponentResult, modes: dict[str, int]) -> None:
     feed: dict[int, Any] = {}
-    groups: dict[Any, list[tuple[int, EmaState | None, pd.Timestamp | None]]] = defaultdict(list)
+    groups: dict[Any, list[tuple[int, EmaState | None, str, pd.Timestamp | None]]] = defaultdict(list)
     for p in periods:
         mode, start, from_ts = _plan_period(conn, variant, asset_id, tf, p, states.get((tf.tf, p)), grid, opts, feed)
         modes[mode] += 1
         if mode != "noop":
-            groups[None if start is None else start.last_ts].append((p, start, from_ts))
+            groups[None if start is None else start.last_ts].append((p, start, mode, from_ts))
     compute = compute_daily_space if family.daily_space_only else compute_bar_space
     canon = grid.canonical(tf)
     for last_ts, members in groups.items():
         sel = slice(None) if last_ts is None else grid.ts > last_ts
-        starts = {p: s for p, s, _ in members if s is not None} or None
+        starts = {p: s for p, s, _, _ in members if s is not None} or None
         rows, new_states = compute(grid.ts[sel], grid.close[sel], canon[sel], tf.tf, tf.tf_days_nominal,
-                                   [p for p, _, _ in members], starts)
+                                   [p for p, _, _, _ in members], starts)
         rows.insert(0, "id", asset_id)
         rejects = validate_emas(rows, grid.ts, grid.close)
+        rejects.insert(0, "alignment_source", variant.alignment_source)
         rows = rows[~nonfinite_mask(rows)]
         result.rows_written += len(rows)
         result.rejects += len(rejects)
         if opts.dry_run:
             continue
-        for p, _, from_ts in members:
-            emastore.delete_series(conn, variant.table, asset_id, tf.tf, p, from_ts)
+        for p, _, mode, from_ts in members:
+            if mode != "append":  # append only adds rows after last_ts; scratch deletes all
+                emastore.delete_series(conn, variant.table, variant.alignment_source, asset_id, tf.tf, p,
+                                       from_ts)
         emastore.insert_rows(conn, variant.table, WRITE_COLUMNS, rows)
-        rejects.insert(0, "id", asset_id)
+        rejects.insert(1, "id", asset_id)
         emastore.insert_rejects(conn, rejects)
-        for p, _, _ in members:
+        for p, _, _, _ in members:
             _put_state(conn, variant, asset_id, tf.tf, p, new_states.get(p), rev)
 
 

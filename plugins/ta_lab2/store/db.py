@@ -2,7 +2,8 @@
 
 Resolution order (one place, documented in docs/operations/DAILY_REFRESH.md):
 
-1. inside an Airflow task (``airflow=True``): the Airflow connection ``ta_lab2_db``;
+1. inside an Airflow task (``airflow=True``): the Airflow connection ``ta_lab2_db`` (when it
+   is not defined, a warning and the next two);
 2. env ``TA_LAB2_DB_URL``;
 3. an embedded Postgres from the ``pgserver`` wheel with its data under ``.local/pgdata``
    (started on demand, left running and reused by later commands).
@@ -43,23 +44,35 @@ def embedded_url(dbname: str = "postgres") -> str:
 
 
 def airflow_connection_url(conn_id: str = CONN_ID) -> str:
-    """URL of an Airflow connection (task SDK lookup: secrets backends, env, metadata)."""
+    """libpq conninfo of an Airflow connection (task SDK lookup: secrets backends, env, metadata)."""
     from airflow.sdk import BaseHook
 
     conn = BaseHook.get_connection(conn_id)
-    auth = ""
-    if conn.login:
-        auth = quote(conn.login, safe="")
-        if conn.password:
-            auth += ":" + quote(conn.password, safe="")
-        auth += "@"
-    port = f":{conn.port}" if conn.port else ""
-    return f"postgresql://{auth}{conn.host or 'localhost'}{port}/{conn.schema or 'postgres'}"
+    parts = {"host": conn.host or "localhost", "port": conn.port, "user": conn.login, "password": conn.password,
+             "dbname": conn.schema or "postgres"}
+    return psycopg.conninfo.make_conninfo(**{k: v for k, v in parts.items() if v not in (None, "")})
+
+
+def airflow_conn_uri(url: str) -> str:
+    """An ``AIRFLOW_CONN_TA_LAB2_DB`` value for a libpq URL/conninfo (socket dirs work too)."""
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    auth = quote(str(info.get("user", "postgres")), safe="")
+    if info.get("password"):
+        auth += ":" + quote(str(info["password"]), safe="")
+    host = quote(str(info.get("host", "localhost")), safe="")
+    port = f":{info['port']}" if info.get("port") else ""
+    return f"postgresql://{auth}@{host}{port}/{quote(str(info.get('dbname', 'postgres')), safe='')}"
 
 
 def resolve_url(*, airflow: bool = False) -> str:
     if airflow:
-        return airflow_connection_url()
+        try:
+            return airflow_connection_url()
+        except Exception as exc:  # AirflowNotFoundException: not defined -> the same fallbacks as the CLI
+            if type(exc).__name__ != "AirflowNotFoundException":
+                raise
+            log.warning("Airflow connection %s is not defined: falling back to %s / embedded Postgres",
+                        CONN_ID, ENV_URL)
     url = os.environ.get(ENV_URL)
     if url:
         return url

@@ -12,7 +12,7 @@ from psycopg.rows import dict_row
 
 from ta_lab2.store import frames, io, sqlfiles
 
-REJECT_WRITE_COLUMNS = ("id", "tf", "period", "ts", "ema_value", "violation_type", "bounds", "source_close")
+REJECT_WRITE_COLUMNS = ("alignment_source", "id", "tf", "period", "ts", "ema_value", "violation_type", "bounds", "source_close")
 
 
 def resume_point(conn: psycopg.Connection, table: str, asset_id: int, tf: str, period: int,
@@ -24,11 +24,12 @@ def resume_point(conn: psycopg.Connection, table: str, asset_id: int, tf: str, p
     return row
 
 
-def delete_series(conn: psycopg.Connection, table: str, asset_id: int, tf: str, period: int,
-                  from_ts: datetime | None) -> None:
+def delete_series(conn: psycopg.Connection, table: str, alignment_source: str, asset_id: int, tf: str,
+                  period: int, from_ts: datetime | None) -> None:
     """Delete one series' rows and its ``ema_rejects`` from ``from_ts`` on (None = all)."""
-    for tbl in (table, "ema_rejects"):
-        frames.delete_series(conn, tbl, asset_id, {"tf": tf, "period": period}, "ts", from_ts)
+    frames.delete_series(conn, table, asset_id, {"tf": tf, "period": period}, "ts", from_ts)
+    frames.delete_series(conn, "ema_rejects", asset_id,
+                         {"alignment_source": alignment_source, "tf": tf, "period": period}, "ts", from_ts)
 
 
 def insert_rows(conn: psycopg.Connection, table: str, columns: tuple[str, ...], rows: pd.DataFrame) -> int:
