@@ -1,7 +1,7 @@
 """``python -m ta_lab2 COMMAND``: the same code path the DAG tasks call.
 
 Commands: ``schema`` (apply DDL), ``load FILE... [--id N]``, ``synth``, ``refresh``,
-``validate``. Bad ids, dates, builders, refreshers, timeframes or periods exit 2 with one
+``validate``, ``demo`` and ``bench``. Bad ids, dates, builders, refreshers, timeframes or periods exit 2 with one
 line on stderr; a refresh where any (asset, component) failed exits 1.
 """
 
@@ -103,6 +103,15 @@ def _parser() -> argparse.ArgumentParser:
     va = sub.add_parser("validate", help="run the validation checks")
     va.add_argument("--ids", default="all")
     va.add_argument("--run-id", default=None)
+    de = sub.add_parser("demo", help="load data (shared CMC files, else synthetic), run the DAG once, print the summary")
+    de.add_argument("--data", type=Path, default=None, help="folder of CMC files (default ../shared/data/cmc, "
+                                                            "synthetic when absent)")
+    de.add_argument("--synthetic", action="store_true", help="use synthetic candles even if the shared data exists")
+    be = sub.add_parser("bench", help="measure refresh speed against raw COPY; write docs/BENCHMARKS.md")
+    be.add_argument("--assets", type=int, default=100)
+    be.add_argument("--days", type=int, default=1095)
+    be.add_argument("--airflow", action="store_true", help="also time a LocalExecutor DAG run (slow)")
+    be.add_argument("--out", type=Path, default=Path("docs/BENCHMARKS.md"))
     return ap
 
 

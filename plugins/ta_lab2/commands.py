@@ -66,7 +66,8 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     components, ids, opts = refresh_options(args)
     url = db.resolve_url()
     with db.connect(url) as conn:
-        schema.apply_schema(conn)
+        if not opts.dry_run:  # a dry run writes nothing, DDL included
+            schema.apply_schema(conn)
         try:
             asset_ids = resolve_ids(conn, ids)
             check_series(conn, opts.tfs, opts.periods, opts.tf_period_combos)
@@ -92,8 +93,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if report.worst == "FAIL" else 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ta_lab2.demo import run_demo
+
+    return run_demo(args.data, synthetic=args.synthetic)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from ta_lab2.bench import run_bench
+
+    return run_bench(assets=args.assets, days=args.days, airflow=args.airflow, out=args.out)
+
+
 COMMANDS = {"schema": cmd_schema, "load": cmd_load, "synth": cmd_synth, "refresh": cmd_refresh,
-            "validate": cmd_validate}
+            "validate": cmd_validate, "demo": cmd_demo, "bench": cmd_bench}
 
 
 def dispatch(args: argparse.Namespace) -> int:
