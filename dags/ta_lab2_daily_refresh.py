@@ -138,7 +138,7 @@ with DAG(
     dag_id=DAG_ID,
     description="CMC candles -> price bars -> EMAs, incremental, per-asset isolated",
     schedule="0 6 * * *",
-    start_date=datetime(2024, 1, 1, tzinfo=UTC),
+    start_date=datetime(2010, 1, 1, tzinfo=UTC),  # before any CMC history: backfills of old dates work
     catchup=False,
     max_active_runs=1,
     params=PARAMS,

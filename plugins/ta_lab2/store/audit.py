@@ -12,8 +12,8 @@ from ta_lab2.store import sqlfiles
 
 
 def put_asset_result(conn: psycopg.Connection, run_id: str, result: dict[str, Any]) -> None:
-    row = {k: result.get(k) for k in ("asset_id", "component", "status", "rows_written", "repairs", "rejects",
-                                       "gaps", "duration_s", "error")}
+    row = {k: result.get(k) for k in ("asset_id", "component", "status", "duration_s", "error")}
+    row.update({k: int(result.get(k) or 0) for k in ("rows_written", "repairs", "rejects", "gaps")})
     conn.execute(sqlfiles.load("queries/audit_asset_put"),
                  {**row, "run_id": run_id, "details": json.dumps(result.get("details") or {}, default=str)})
 
