@@ -9,6 +9,10 @@ the end; nothing touches ``TA_LAB2_DB_URL``'s database.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +20,21 @@ from pathlib import Path
 import psycopg
 import pytest
 
-SHARED_CMC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cmc"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_CMC = ROOT.parent / "shared" / "data" / "cmc"
+
+# Airflow reads its configuration at first import: give this pytest process its own throwaway
+# home (SQLite metadata, migrated by the ``airflow_home`` fixture when a test needs it), so
+# parallel sessions never share state and nothing touches ~/airflow.
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="ta_lab2_airflow_")
+for _key, _value in {
+    "AIRFLOW_HOME": _AIRFLOW_HOME,
+    "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+    "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME}/airflow.db",
+}.items():
+    os.environ[_key] = _value
 
 
 def _server_url() -> str:
@@ -86,3 +104,13 @@ def shared_cmc_dir() -> Path:
     if not SHARED_CMC.is_dir():
         pytest.fail(f"shared CMC data not found at {SHARED_CMC}; tests need ../shared/data/cmc")
     return SHARED_CMC
+
+
+@pytest.fixture(scope="session")
+def airflow_home() -> Iterator[Path]:
+    """This session's Airflow home with a migrated SQLite metadata DB (for ``dag.test()``)."""
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    done = subprocess.run([airflow, "db", "migrate"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    yield Path(_AIRFLOW_HOME)
+    shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)

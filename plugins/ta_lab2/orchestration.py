@@ -20,8 +20,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ta_lab2.refresh.context import RunOptions
-from ta_lab2.refresh.runner import plan_components, run_step
 from ta_lab2.store import db
+
+# ta_lab2.refresh.runner (pandas, numpy) is imported inside the task bodies: the DAG file
+# imports this module, and parsing must stay well under a second.
 
 log = logging.getLogger(__name__)
 Context = Mapping[str, Any]
@@ -74,6 +76,8 @@ def _fail(message: str, severity: str = "error") -> Exception:
 
 
 def run_options(context: Context) -> tuple[list[str], RunOptions]:
+    from ta_lab2.refresh.runner import plan_components
+
     p = context["params"]
     try:
         components = plan_components(p["targets"], p["builders"] or None, p["refreshers"] or None)
@@ -135,6 +139,8 @@ def prepare(context: Context) -> list[list[int]]:
 @classified
 def run_component(component: str, batch: list[int], context: Context) -> dict[str, Any]:
     """Run one component for the assets of one batch; raise if any asset failed."""
+    from ta_lab2.refresh.runner import run_step
+
     components, opts = run_options(context)
     if component not in components:
         return {"component": component, "status": "not_selected"}

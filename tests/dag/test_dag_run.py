@@ -1,0 +1,159 @@
+"""The whole DAG through Airflow's own test runner (``dag.test()``) against a real Postgres.
+
+One module-scoped warehouse with four synthetic assets:
+
+* 101, 102: clean histories ending the day before the run;
+* 103: poisoned: 15 of its closes are negative (above the max(10, 1 %) corruption threshold),
+  so its ``bars.1d`` fails with a critical data-corruption error;
+* 104: stale: its history ends five days before the run (48 h threshold).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from ta_lab2.registry import BAR_FAMILY_NAMES, EMA_FAMILY_NAMES
+from ta_lab2.store import db
+from tests.support.warehouse import history, load_rows
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+START = datetime(2025, 1, 1, tzinfo=UTC)
+DAYS = 90
+RUN_AT = START + timedelta(days=DAYS, hours=6)  # logical date == data-interval end == as-of
+CLEAN, POISONED, STALE = (101, 102), 103, 104
+
+
+def _poison(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = [dict(r) for r in rows]
+    for r in out[10:25]:
+        r["close"] = -abs(r["close"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def warehouse(pg_server_url: str, airflow_home: Path) -> Any:
+    from tests.conftest import create_database, drop_database
+
+    url = create_database(pg_server_url, "ta_lab2_dagtest")
+    from ta_lab2.store import schema
+
+    with db.connect(url) as conn:
+        schema.apply_schema(conn)
+    for a in CLEAN:
+        load_rows(url, a, history(a, DAYS, gap_prob=0.0, start=START))
+    load_rows(url, POISONED, _poison(history(POISONED, DAYS, gap_prob=0.0, start=START)))
+    load_rows(url, STALE, history(STALE, DAYS - 5, gap_prob=0.0, start=START))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AIRFLOW_CONN_TA_LAB2_DB", db.airflow_conn_uri(url))
+    yield url
+    mp.undo()
+    drop_database(pg_server_url, url)
+
+
+@pytest.fixture(scope="module")
+def dag(airflow_home: Path) -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert bag.import_errors == {}
+    return bag.get_dag("ta_lab2_daily_refresh")
+
+
+def _run(dag: Any, conf: dict[str, Any], at: datetime = RUN_AT) -> tuple[str, str, dict[tuple[str, int], str]]:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    dr = dag.test(logical_date=at, run_conf=conf)
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter_by(dag_id=dag.dag_id, run_id=dr.run_id).all()
+        states = {(ti.task_id, ti.map_index): str(ti.state) for ti in tis}
+    return dr.run_id, str(dr.state), states
+
+
+def _count(url: str, sql: str, *params: Any) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(sql, params).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_one_failing_asset_leaves_the_others_finished_and_is_audited(warehouse: str, dag: Any) -> None:
+    ids = [*CLEAN, POISONED]
+    run_id, state, ti = _run(dag, {"ids": ids})
+    assert state == "failed"  # summary fails the run: an asset failed
+    idx = {a: ids.index(a) for a in ids}  # map index = position in the resolved (sorted) ids
+    for a in CLEAN:
+        for task in [f"asset.bars.{b}" for b in BAR_FAMILY_NAMES] + [f"asset.emas.{e}" for e in EMA_FAMILY_NAMES]:
+            assert ti[(task, idx[a])] == "success", (a, task)
+    assert ti[("asset.bars.1d", idx[POISONED])] == "failed"
+    for task in [f"asset.bars.{b}" for b in BAR_FAMILY_NAMES[1:]] + [f"asset.emas.{e}" for e in EMA_FAMILY_NAMES]:
+        assert ti[(task, idx[POISONED])] == "upstream_failed", task
+    assert ti[("asset.validate", idx[POISONED])] == "success"  # all_done: it still checks what is there
+    assert ti[("summary", -1)] == "failed"
+    with psycopg.connect(warehouse) as conn:
+        audit = dict(conn.execute("SELECT component, status FROM refresh_run_assets WHERE run_id = %s AND "
+                                  "asset_id = %s", (run_id, POISONED)).fetchall())
+        run = conn.execute("SELECT status, assets_ok, assets_failed, summary_text FROM refresh_runs "
+                           "WHERE run_id = %s", (run_id,)).fetchone()
+    assert audit["bars.1d"] == "failed"
+    assert {audit[f"emas.{e}"] for e in EMA_FAMILY_NAMES} == {"not_run"}  # recorded by the summary
+    assert run is not None and run[:3] == ("failed", 2, 1)
+    assert "bars.1d" in run[3] and "upstream failed: bars.1d" in run[3]
+    assert _count(warehouse, "SELECT count(*) FROM cmc_price_bars_1d WHERE id = %s", POISONED) == 0
+    for a in CLEAN:
+        assert _count(warehouse, "SELECT count(*) FROM cmc_price_bars_1d WHERE id = %s", a) == DAYS
+        assert _count(warehouse, "SELECT count(*) FROM cmc_ema_multi_tf WHERE id = %s", a) > 0
+
+
+def test_a_stale_asset_has_its_emas_skipped_with_the_reason(warehouse: str, dag: Any) -> None:
+    ids = [CLEAN[0], STALE]
+    run_id, state, ti = _run(dag, {"ids": ids})
+    assert state == "success"  # stale is a skip, not a failure
+    assert ti[("asset.freshness", 1)] == "skipped"
+    for e in EMA_FAMILY_NAMES:
+        assert ti[(f"asset.emas.{e}", 1)] == "skipped"
+        assert ti[(f"asset.emas.{e}", 0)] == "success"
+    assert _count(warehouse, "SELECT count(*) FROM cmc_ema_multi_tf WHERE id = %s", STALE) == 0
+    with psycopg.connect(warehouse) as conn:
+        row = conn.execute("SELECT status, assets_skipped, summary_text FROM refresh_runs WHERE run_id = %s",
+                           (run_id,)).fetchone()
+    assert row is not None and row[0] == "warning" and row[1] == 1
+    assert f"Skipping ID {STALE} EMAs (bars stale: last_src_ts=" in row[2]
+
+
+def test_skip_stale_check_bypasses_the_gate(warehouse: str, dag: Any) -> None:
+    _, state, ti = _run(dag, {"ids": [STALE], "skip_stale_check": True, "targets": ["bars", "emas"]})
+    assert state == "success" and ti[("asset.emas.multi_tf", 0)] == "success"
+    assert _count(warehouse, "SELECT count(*) FROM cmc_ema_multi_tf WHERE id = %s", STALE) > 0
+
+
+def test_dry_run_writes_nothing_anywhere(warehouse: str, dag: Any) -> None:
+    tables = ["cmc_price_histories7", "cmc_price_bars_1d", "cmc_price_bars_1d_state", "cmc_price_bars_multi_tf",
+              "cmc_ema_multi_tf", "cmc_ema_multi_tf_state", "refresh_runs", "refresh_run_assets",
+              "validation_results"]
+    with psycopg.connect(warehouse) as conn:
+        conn.execute("INSERT INTO cmc_price_histories7 SELECT 105, name, timeopen + interval '1 day' * 0, timeclose,"
+                     " timehigh, timelow, \"timestamp\", open, high, low, close, volume, marketcap, source_file,"
+                     " load_ts FROM cmc_price_histories7 WHERE id = %s", (CLEAN[0],))
+        conn.execute("INSERT INTO dim_assets (id, symbol, name) VALUES (105, 'NEW', 'never built')")
+    before = {t: _count(warehouse, f"SELECT count(*) FROM {t}") for t in tables}
+    _, state, ti = _run(dag, {"ids": [CLEAN[1], 105], "dry_run": True, "full_rebuild": True},
+                        at=RUN_AT + timedelta(days=1))
+    assert state == "success"
+    assert ti[("asset.bars.1d", 1)] == "success" and ti[("asset.emas.v2", 1)] == "success"
+    assert {t: _count(warehouse, f"SELECT count(*) FROM {t}") for t in tables} == before
+
+
+def test_unknown_ids_fail_prepare_with_the_list(warehouse: str, dag: Any, capfd: pytest.CaptureFixture) -> None:
+    _, state, ti = _run(dag, {"ids": [CLEAN[0], 999_999, 999_998]})
+    assert state == "failed" and ti[("prepare", -1)] == "failed"
+    assert ti[("summary", -1)] == "failed"  # all_done: it runs and says prepare did not succeed
+    out = capfd.readouterr()
+    assert "unknown" in (out.out + out.err) and "999999" in (out.out + out.err)
+    assert "999998" in (out.out + out.err)
