@@ -144,7 +144,7 @@ def parse_text(text: str, source_file: str, asset_id: int | None = None) -> Pars
     out = ParsedFile(source_file, layout)
     delim, width = (";", 12) if layout == "export" else (",", 10)
     make = _export_row if layout == "export" else _percoin_row
-    seen: dict[tuple[int, datetime], int] = {}
+    seen: dict[tuple[int, object], int] = {}
     for line_no, raw in enumerate(lines[1:], start=2):
         if not raw.strip():
             continue
@@ -156,7 +156,7 @@ def parse_text(text: str, source_file: str, asset_id: int | None = None) -> Pars
         except ValueError as exc:
             out.problems.append(LineProblem(source_file, line_no, str(exc), raw))
             continue
-        key = (asset, row[6])  # type: ignore[assignment]
+        key = (asset, row[6])
         if key in seen:
             out.problems.append(LineProblem(
                 source_file, line_no, f"duplicate timestamp {row[6]} (first seen on line {seen[key]}; kept)", raw))

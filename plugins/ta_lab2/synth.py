@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 SYNTH_ID_BASE = 100_000
 ISO_MS = "%Y-%m-%dT%H:%M:%S.%f"
 EXPORT_HEADER_LINE = "timeOpen;timeClose;timeHigh;timeLow;name;open;high;low;close;volume;marketCap;timestamp"

@@ -14,8 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ta_lab2.refresh.runner import plan_components
-from tests.support.warehouse import (all_tables, assert_twins_equal, history, load_rows, new_asset_ids,
-                                     refresh)
+from tests.support.warehouse import all_tables, assert_twins_equal, history, load_rows, new_asset_ids, refresh
 
 BARS = plan_components(["bars"])
 ALL = plan_components(["bars", "emas"])

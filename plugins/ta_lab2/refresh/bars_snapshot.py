@@ -43,10 +43,10 @@ def _restart(conn: psycopg.Connection, asset_id: int, state: dict[str, Any] | No
 
 
 def _plan(conn: psycopg.Connection, family: BarFamily, asset_id: int, tfs: list[Timeframe],
-          first_ts: datetime, opts: RunOptions) -> list[tuple[Timeframe, str, np.datetime64 | None, np.datetime64 | None]]:
+          first_ts: datetime, opts: RunOptions) -> list[tuple[Timeframe, str, np.datetime64 | None, np.datetime64]]:
     states = {s["tf"]: s for s in frames.state_rows(conn, family.state_table, asset_id, "snapshot_state_get")}
     first_day = _day(first_ts)
-    plan = []
+    plan: list[tuple[Timeframe, str, np.datetime64 | None, np.datetime64]] = []
     for tf in tfs:
         mode, changed = _restart(conn, asset_id, states.get(tf.tf), first_ts, opts.full_rebuild)
         start = first_day if changed is None else window_containing(changed, tf, first_day)[1]

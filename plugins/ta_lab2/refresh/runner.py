@@ -18,8 +18,13 @@ import psycopg
 from ta_lab2.refresh.bars_1d import refresh_1d
 from ta_lab2.refresh.bars_snapshot import refresh_snapshot
 from ta_lab2.refresh.context import ComponentResult, DataCorruptionError, RunOptions
-from ta_lab2.registry import (BAR_FAMILIES, BAR_FAMILY_NAMES, EMA_BAR_DEPENDENCIES, EMA_FAMILIES,
-                              EMA_FAMILY_NAMES)
+from ta_lab2.registry import (
+    BAR_FAMILIES,
+    BAR_FAMILY_NAMES,
+    EMA_BAR_DEPENDENCIES,
+    EMA_FAMILIES,
+    EMA_FAMILY_NAMES,
+)
 from ta_lab2.store import audit, db
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
@@ -50,7 +50,7 @@ def airflow_connection_url(conn_id: str = CONN_ID) -> str:
     conn = BaseHook.get_connection(conn_id)
     parts = {"host": conn.host or "localhost", "port": conn.port, "user": conn.login, "password": conn.password,
              "dbname": conn.schema or "postgres"}
-    return psycopg.conninfo.make_conninfo(**{k: v for k, v in parts.items() if v not in (None, "")})
+    return psycopg.conninfo.make_conninfo("", **{k: str(v) for k, v in parts.items() if v not in (None, "")})
 
 
 def airflow_conn_uri(url: str) -> str:
@@ -91,7 +91,7 @@ def connect(url: str) -> psycopg.Connection:
 
 
 @contextmanager
-def transaction(url: str) -> Iterator[psycopg.Connection]:
+def transaction(url: str) -> Generator[psycopg.Connection]:
     """One connection, one transaction: commit on success, roll back on any error."""
     with connect(url) as conn:
         try:

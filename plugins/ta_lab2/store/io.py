@@ -93,6 +93,6 @@ def stage_like(conn: psycopg.Connection, stage: str, like: str) -> None:
 
 def read_frame(conn: psycopg.Connection, query: sql.Composable | str, params: Any = None) -> pd.DataFrame:
     with conn.cursor() as cur:
-        cur.execute(query, params)
+        cur.execute(query, params)  # type: ignore[arg-type]  # str or composed SQL
         cols = [d.name for d in cur.description or []]
         return pd.DataFrame(cur.fetchall(), columns=cols)

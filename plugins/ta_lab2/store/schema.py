@@ -54,6 +54,6 @@ def apply_schema(conn: psycopg.Connection) -> None:
     with conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
         for stmt in statements():
-            cur.execute(stmt)
+            cur.execute(stmt)  # type: ignore[call-overload]  # str or composed SQL
     conn.commit()
     log.info("schema applied (%d statements)", len(statements()))
