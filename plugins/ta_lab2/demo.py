@@ -26,8 +26,8 @@ from ta_lab2.store import db, schema
 log = logging.getLogger(__name__)
 DAG_ID = "ta_lab2_daily_refresh"
 SHARED_DATA = db.PROJECT_ROOT.parent / "shared" / "data" / "cmc"
-# The shared files end on different days (BTC 2021-02-27, the others 2021-07-06): at one
-# cutoff a scheduled run would rightly skip BTC's EMAs as stale (> 48 h). The demo builds
+# The shared files end on different days (BTC, ETH, USDT 2021-02-27; XRP 2021-07-06): at one
+# cutoff a scheduled run would rightly skip the first three's EMAs as stale (> 48 h). The demo builds
 # everything, so it bypasses the gate; tests/dag and tests/e2e exercise the gate itself.
 DEMO_CONF = {"skip_stale_check": True}
 
