@@ -87,7 +87,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     url = db.resolve_url()
     ids = parse_ids(args.ids)
     with db.connect(url) as conn:
-        asset_ids = resolve_ids(conn, ids)
+        try:
+            asset_ids = resolve_ids(conn, ids)
+        except RequestError as exc:
+            raise UsageError(str(exc)) from None
     report = run_validation(url, asset_ids, run_id=args.run_id or "cli-validate")
     print(report.format())
     return 1 if report.worst == "FAIL" else 0

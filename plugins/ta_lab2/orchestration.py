@@ -186,12 +186,19 @@ def freshness(batch: list[int], context: Context) -> Any:
         log.info("asset %s freshness: %s (%s)", d.asset_id, d.decision, d.reason)
     if opts.dry_run:
         return PokeReturnValue(is_done=True, xcom_value=batch)
-    if any(d.decision == "wait" for d in decisions):
+    waiting = any(d.decision == "wait" for d in decisions)
+    for d in decisions:  # the audit says why; a later poke overwrites (run, asset, "freshness")
+        if d.decision == "fresh":
+            res = ComponentResult(d.asset_id, "freshness", status="ok", details={"reason": d.reason})
+        elif d.decision == "wait":  # stays the verdict if the sensor times out (soft_fail: skipped)
+            res = ComponentResult(d.asset_id, "freshness", status="skipped",
+                                  error=f"Skipping ID {d.asset_id} EMAs (timed out waiting: {d.reason})")
+        else:
+            res = ComponentResult(d.asset_id, "freshness", status="skipped", error=d.skip_message)
+        record_result(url, opts.run_id, res)
+    if waiting:
         return PokeReturnValue(is_done=False)
     stale = [d for d in decisions if d.decision == "stale"]
-    for d in stale:
-        record_result(url, opts.run_id, ComponentResult(d.asset_id, "freshness", status="skipped",
-                                                        error=d.skip_message))
     fresh = [d.asset_id for d in decisions if d.decision == "fresh"]
     if not fresh:
         raise AirflowSkipException("; ".join(d.skip_message for d in stale))

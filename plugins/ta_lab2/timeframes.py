@@ -45,24 +45,27 @@ class Timeframe:
             raise ValueError(f"timeframe {self.tf}: week timeframes need calendar_scheme US or ISO")
 
 
-def belongs_to(tf: Timeframe, family: BarFamily) -> bool:
-    """Does ``family`` build ``tf``?"""
+def belongs_to(tf: Timeframe, family: BarFamily, *, with_daily: bool = False) -> bool:
+    """Does ``family`` build ``tf``? ``with_daily``: count 1D as a rolling timeframe (the
+    EMA view of the rolling family: 1D bars are built by the 1d builder, but the multi_tf
+    and v2 EMAs include 1D, whose every observed day is a canonical close)."""
     if family.name == "1d":
         return tf.tf == "1D"
     if tf.roll_policy != family.roll_policy:
         return False
     if family.roll_policy == "rolling":
-        return tf.tf_days_nominal > 1
+        return tf.tf_days_nominal > 1 or (with_daily and tf.tf_days_nominal == 1)
     return tf.calendar_scheme in (None, family.scheme)
 
 
 def select(
-    all_tfs: Iterable[Timeframe], family: BarFamily, requested: Sequence[str] | None = None
+    all_tfs: Iterable[Timeframe], family: BarFamily, requested: Sequence[str] | None = None, *,
+    with_daily: bool = False
 ) -> list[Timeframe]:
     """The family's timeframes: canonical ones by default, else exactly the requested
     ones that belong to the family (requested names of other families are ignored here;
     unknown names are the caller's error to raise, see :func:`unknown`)."""
-    mine = [t for t in all_tfs if belongs_to(t, family)]
+    mine = [t for t in all_tfs if belongs_to(t, family, with_daily=with_daily)]
     chosen = [t for t in mine if t.tf in requested] if requested else [t for t in mine if t.is_canonical]
     return sorted(chosen, key=lambda t: (t.sort_order, t.tf))
 

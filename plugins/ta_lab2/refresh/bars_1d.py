@@ -97,7 +97,9 @@ def refresh_1d(conn: psycopg.Connection, asset_id: int, opts: RunOptions) -> Com
         return result
     bars1d.replace_window(conn, asset_id, from_ts, build.bars[changed.to_numpy()], deleted,
                           build.rejects.drop(columns="day"))
-    rev = state["rev"] if state else 0
+    # the feed's newest rev, not 0, when the state row is gone (deleted by hand to force a
+    # rebuild): consumers' cursors stay valid and the feed's key never repeats
+    rev = state["rev"] if state else bars1d.changes_since(conn, asset_id, 0)[1]
     touched = list(build.bars.loc[changed, "timestamp"]) + deleted
     if touched:
         rev += 1

@@ -54,11 +54,20 @@ def _plan(conn: psycopg.Connection, family: BarFamily, asset_id: int, tfs: list[
     return plan
 
 
+def bar_timeframes(all_tfs: list[Timeframe], family: BarFamily, opts: RunOptions) -> list[Timeframe]:
+    """``--tfs`` when given; else the canonical timeframes plus those named in
+    ``--tf-period-combos`` (the EMAs of a combo have the bars they are computed from)."""
+    if opts.tfs or not opts.tf_period_combos:
+        return select(all_tfs, family, opts.tfs or None)
+    chosen = {t.tf: t for t in select(all_tfs, family) + select(all_tfs, family, [c[0] for c in opts.tf_period_combos])}
+    return sorted(chosen.values(), key=lambda t: (t.sort_order, t.tf))
+
+
 def refresh_snapshot(conn: psycopg.Connection, asset_id: int, opts: RunOptions, family: BarFamily) -> ComponentResult:
     io.advisory_xact_lock(conn, family.lock_key, asset_id)
     io.advisory_xact_lock(conn, "bars.1d", asset_id, shared=True)  # 1d is not mid-write
     result = ComponentResult(asset_id, f"bars.{family.name}")
-    tfs = select(frames.timeframes(conn), family, opts.tfs or None)
+    tfs = bar_timeframes(frames.timeframes(conn), family, opts)
     bounds = frames.daily_bounds(conn, asset_id)
     if not tfs or bounds["n"] == 0:
         result.details = {"mode": "noop", "reason": "no 1d rows" if tfs else "no timeframe selected"}

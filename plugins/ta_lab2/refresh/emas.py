@@ -47,14 +47,14 @@ def series_for(variant: EmaVariant, all_tfs: list[Timeframe], default_periods: l
     """(timeframe -> periods) of one EMA table: explicit combos win over tfs x periods."""
     fam = bar_family(variant.bar_family)
     if opts.tf_period_combos:
-        mine = {t.tf: t for t in select(all_tfs, fam, [c[0] for c in opts.tf_period_combos])}
+        mine = {t.tf: t for t in select(all_tfs, fam, [c[0] for c in opts.tf_period_combos], with_daily=True)}
         out: dict[Timeframe, list[int]] = defaultdict(list)
         for tf, p in opts.tf_period_combos:
             if tf in mine and p not in out[mine[tf]]:
                 out[mine[tf]].append(p)
         return {t: sorted(ps) for t, ps in out.items()}
     periods = sorted(set(opts.periods)) if opts.periods else default_periods
-    return {t: list(periods) for t in select(all_tfs, fam, opts.tfs or None)}
+    return {t: list(periods) for t in select(all_tfs, fam, opts.tfs or None, with_daily=True)}
 
 
 def _to_state(row: dict[str, Any]) -> EmaState:
