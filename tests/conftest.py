@@ -15,6 +15,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -75,28 +76,32 @@ def drop_database(server_url: str, db_url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(scope="session")
-def session_db_url(pg_server_url: str) -> Iterator[str]:
-    """A fresh database with the schema applied, shared by the session."""
+@contextmanager
+def warehouse_db(server_url: str, prefix: str = "ta_lab2_test") -> Iterator[str]:
+    """A new database with the schema applied; dropped when the block exits."""
     from ta_lab2.store import db, schema
 
-    url = create_database(pg_server_url)
-    with db.connect(url) as conn:
-        schema.apply_schema(conn)
-    yield url
-    drop_database(pg_server_url, url)
+    url = create_database(server_url, prefix)
+    try:
+        with db.connect(url) as conn:
+            schema.apply_schema(conn)
+        yield url
+    finally:
+        drop_database(server_url, url)
+
+
+@pytest.fixture(scope="session")
+def session_db_url(pg_server_url: str) -> Iterator[str]:
+    """A fresh warehouse shared by the session."""
+    with warehouse_db(pg_server_url) as url:
+        yield url
 
 
 @pytest.fixture
 def fresh_db_url(pg_server_url: str) -> Iterator[str]:
-    """A fresh database with the schema applied, for one test (isolation from others)."""
-    from ta_lab2.store import db, schema
-
-    url = create_database(pg_server_url)
-    with db.connect(url) as conn:
-        schema.apply_schema(conn)
-    yield url
-    drop_database(pg_server_url, url)
+    """A fresh warehouse for one test (isolation from others)."""
+    with warehouse_db(pg_server_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
