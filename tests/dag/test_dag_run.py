@@ -157,3 +157,21 @@ def test_unknown_ids_fail_prepare_with_the_list(warehouse: str, dag: Any, capfd:
     out = capfd.readouterr()
     assert "unknown" in (out.out + out.err) and "999999" in (out.out + out.err)
     assert "999998" in (out.out + out.err)
+
+
+def test_batches_gate_each_asset_and_pass_only_fresh_ones_to_the_emas(warehouse: str, dag: Any) -> None:
+    fresh_one = CLEAN[1]
+    with psycopg.connect(warehouse) as conn:
+        conn.execute("DELETE FROM cmc_ema_multi_tf WHERE id = ANY(%s)", ([fresh_one, STALE],))
+        conn.execute("DELETE FROM cmc_ema_multi_tf_state WHERE id = ANY(%s)", ([fresh_one, STALE],))
+    run_id, state, ti = _run(dag, {"ids": [fresh_one, STALE], "batch_size": 2}, at=RUN_AT + timedelta(hours=1))
+    assert state == "success"
+    assert {k for k in ti if k[0] == "asset.emas.multi_tf"} == {("asset.emas.multi_tf", 0)}  # one batch
+    assert ti[("asset.freshness", 0)] == "success" and ti[("asset.emas.multi_tf", 0)] == "success"
+    assert _count(warehouse, "SELECT count(*) FROM cmc_ema_multi_tf WHERE id = %s", fresh_one) > 0
+    assert _count(warehouse, "SELECT count(*) FROM cmc_ema_multi_tf WHERE id = %s", STALE) == 0
+    with psycopg.connect(warehouse) as conn:
+        audit = dict(conn.execute("SELECT component, status FROM refresh_run_assets WHERE run_id = %s AND "
+                                  "asset_id = %s", (run_id, STALE)).fetchall())
+    assert audit["freshness"] == "skipped" and audit["emas.multi_tf"] == "skipped"
+    assert audit["bars.1d"] == "ok"
