@@ -58,17 +58,23 @@ def warehouse(pg_server_url: str, airflow_home: Path) -> Any:
 
 @pytest.fixture(scope="module")
 def dag(airflow_home: Path) -> Any:
+    """A loader, not a DAG: ``dag.test()`` merges a run's conf into the DAG object's params in
+    place, so every run parses the file afresh (as each Airflow worker does)."""
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(ROOT / "dags"))
-    assert bag.import_errors == {}
-    return bag.get_dag("ta_lab2_daily_refresh")
+    def load() -> Any:
+        bag = DagBag(dag_folder=str(ROOT / "dags"))
+        assert bag.import_errors == {}
+        return bag.get_dag("ta_lab2_daily_refresh")
+
+    return load
 
 
-def _run(dag: Any, conf: dict[str, Any], at: datetime = RUN_AT) -> tuple[str, str, dict[tuple[str, int], str]]:
+def _run(load: Any, conf: dict[str, Any], at: datetime = RUN_AT) -> tuple[str, str, dict[tuple[str, int], str]]:
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
 
+    dag = load()
     dr = dag.test(logical_date=at, run_conf=conf)
     with create_session() as session:
         tis = session.query(TaskInstance).filter_by(dag_id=dag.dag_id, run_id=dr.run_id).all()
