@@ -82,6 +82,18 @@ def _run(load: Any, conf: dict[str, Any], at: datetime = RUN_AT) -> tuple[str, s
     return dr.run_id, str(dr.state), states
 
 
+def _xcom(run_id: str, task_id: str, map_index: int) -> Any:
+    import json
+
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.query(XComModel).filter_by(run_id=run_id, task_id=task_id, map_index=map_index,
+                                                  key="return_value").one()
+        return json.loads(row.value) if isinstance(row.value, str) else row.value
+
+
 def _count(url: str, sql: str, *params: Any) -> int:
     with psycopg.connect(url) as conn:
         row = conn.execute(sql, params).fetchone()
@@ -149,11 +161,14 @@ def test_dry_run_writes_nothing_anywhere(warehouse: str, dag: Any) -> None:
                      " load_ts FROM cmc_price_histories7 WHERE id = %s", (CLEAN[0],))
         conn.execute("INSERT INTO dim_assets (id, symbol, name) VALUES (105, 'NEW', 'never built')")
     before = {t: _count(warehouse, f"SELECT count(*) FROM {t}") for t in tables}
-    _, state, ti = _run(dag, {"ids": [CLEAN[1], 105], "dry_run": True, "full_rebuild": True},
+    run_id, state, ti = _run(dag, {"ids": [CLEAN[1], 105], "dry_run": True, "full_rebuild": True},
                         at=RUN_AT + timedelta(days=1))
     assert state == "success"
     assert ti[("asset.bars.1d", 1)] == "success" and ti[("asset.emas.v2", 1)] == "success"
     assert {t: _count(warehouse, f"SELECT count(*) FROM {t}") for t in tables} == before
+    # the plan is exact: the EMAs of the never-built asset see the bars this run would build
+    planned = _xcom(run_id, "asset.emas.multi_tf", 1)
+    assert planned["status"] == "dry_run" and planned["rows_written"] > 0, planned
 
 
 def test_unknown_ids_fail_prepare_with_the_list(warehouse: str, dag: Any, capfd: pytest.CaptureFixture) -> None:

@@ -1,9 +1,13 @@
 """Run refresh steps: the one code path behind the CLI and every DAG task.
 
 A *component* is ``bars.<builder>`` or ``emas.<refresher>``. ``run_step`` runs one
-component for one asset in ONE transaction (rolled back for ``dry_run``), turns any error
+component for one asset in ONE transaction, turns any error
 into a failed :class:`ComponentResult` with the error text, records the audit row, and
 retries transient database errors with exponential backoff when asked to.
+
+``dry_run``: the step and, before it, its upstream components run for real inside one
+transaction that is always rolled back. The plan a dry run logs is therefore exact (an EMA
+plan sees the bars the same run would have built) and nothing persists, state included.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from functools import partial
 
 import psycopg
@@ -74,8 +79,11 @@ def run_step(url: str, component: str, asset_id: int, opts: RunOptions, *, retri
         start = time.perf_counter()
         try:
             with db.connect(url) as conn:
-                result = step(conn, asset_id, opts)
-                conn.rollback() if opts.dry_run else conn.commit()
+                if opts.dry_run:
+                    result = _dry_run(conn, component, asset_id, opts)
+                else:
+                    result = step(conn, asset_id, opts)
+                    conn.commit()
             break
         except Exception as exc:  # reported, recorded and re-raised by the caller's policy
             transient = db.is_transient(exc)
@@ -92,6 +100,19 @@ def run_step(url: str, component: str, asset_id: int, opts: RunOptions, *, retri
     result.duration_s = round(time.perf_counter() - start, 4)
     if record and not opts.dry_run:
         record_result(url, opts.run_id, result)
+    return result
+
+
+def _dry_run(conn: psycopg.Connection, component: str, asset_id: int, opts: RunOptions) -> ComponentResult:
+    wet = replace(opts, dry_run=False)
+    try:
+        for up in upstream_of(component):
+            _steps()[up](conn, asset_id, wet)
+        result = _steps()[component](conn, asset_id, wet)
+    finally:
+        conn.rollback()
+    result.status = "dry_run"
+    result.details = {**result.details, "dry_run": "computed in a rolled-back transaction"}
     return result
 
 
