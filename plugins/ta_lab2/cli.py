@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 from ta_lab2.refresh.context import RunOptions
 
@@ -73,15 +74,34 @@ def parse_combos(text: str | None) -> tuple[tuple[str, int], ...]:
     return tuple(combos)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is ONE line on stderr (exit 2), like every other refusal
+    (argparse's default prints the whole usage block first). ``-h`` still prints the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} -h)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m ta_lab2", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = _Parser(prog="python -m ta_lab2", description=__doc__,
+                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-v", "--verbose", action="store_true")
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("schema", help="apply the idempotent DDL")
     ld = sub.add_parser("load", help="upsert CoinMarketCap files into cmc_price_histories7")
     ld.add_argument("files", nargs="+", type=Path)
-    ld.add_argument("--id", type=int, default=None, help="asset id for every row (overrides the symbol map)")
+    ld.add_argument("--id", type=_positive_int, default=None,
+                    help="asset id for every row (overrides the symbol map)")
     sy = sub.add_parser("synth", help="write synthetic candle files")
     sy.add_argument("--assets", type=int, default=4)
     sy.add_argument("--days", type=int, default=1095)
@@ -118,7 +138,8 @@ def _parser() -> argparse.ArgumentParser:
 def refresh_options(args: argparse.Namespace) -> tuple[list[str], list[int] | None, RunOptions]:
     from ta_lab2.refresh.runner import plan_components
 
-    targets = ["bars", "emas"] if args.all or not args.targets else _csv(args.targets)
+    # ``--targets ""`` is an empty list, refused like the DAG's ``targets: []`` (not "both")
+    targets = ["bars", "emas"] if args.all or args.targets is None else _csv(args.targets)
     try:
         components = plan_components(targets, _csv(args.builders) or None, _csv(args.refreshers) or None)
     except ValueError as exc:
@@ -130,13 +151,26 @@ def refresh_options(args: argparse.Namespace) -> tuple[list[str], list[int] | No
     return components, parse_ids(args.ids), opts
 
 
+def _precheck(args: argparse.Namespace) -> None:
+    """The argument checks that need neither the database nor the heavy imports, so that a
+    typo is refused at once (the commands repeat them; they are cheap and pure)."""
+    if args.command == "refresh":
+        parse_ids(args.ids)
+        parse_as_of(args.as_of)
+        parse_periods(args.periods)
+        parse_combos(args.tf_period_combos)
+    elif args.command == "validate":
+        parse_ids(args.ids)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from ta_lab2 import commands  # heavy imports only after argument parsing
-
     try:
+        _precheck(args)
+        from ta_lab2 import commands  # heavy imports (pandas, psycopg) only after argument checks
+
         return commands.dispatch(args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -56,4 +56,6 @@ def apply_schema(conn: psycopg.Connection) -> None:
         for stmt in statements():
             cur.execute(stmt)  # type: ignore[call-overload]  # str or composed SQL
     conn.commit()
-    log.info("schema applied (%d statements)", len(statements()))
+    # DEBUG, not INFO: every CLI command applies the idempotent DDL first, and an INFO line on
+    # stderr would precede (and break) the one-line error of a refused request.
+    log.debug("schema applied (%d statements)", len(statements()))
