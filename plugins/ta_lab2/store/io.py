@@ -59,6 +59,18 @@ def copy_rows(
     return n
 
 
+def _instants_text(s: pd.Series) -> np.ndarray:
+    """tz-aware instants as ISO-8601 UTC text with full nanoseconds (None for NaT).
+
+    The same instants pandas' ``to_csv`` would write, formatted by numpy in C: pandas'
+    per-value datetime formatting was about half the cost of writing a frame of bars or EMAs.
+    """
+    values = s.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[ns]")
+    text = np.char.add(np.datetime_as_string(values, unit="ns"), "+00:00").astype(object)
+    text[np.isnat(values)] = None
+    return text
+
+
 def copy_frame(conn: psycopg.Connection, table: str, columns: Sequence[str], df: pd.DataFrame) -> int:
     """COPY a DataFrame's ``columns`` into ``table`` as CSV (NaN/NaT/None -> NULL).
 
@@ -70,7 +82,9 @@ def copy_frame(conn: psycopg.Connection, table: str, columns: Sequence[str], df:
         return 0
     out = df[list(columns)].copy()
     for col in out.columns:
-        if out[col].dtype == object and out[col].map(lambda v: isinstance(v, dict | list)).any():
+        if isinstance(out[col].dtype, pd.DatetimeTZDtype):
+            out[col] = _instants_text(out[col])
+        elif out[col].dtype == object and out[col].map(lambda v: isinstance(v, dict | list)).any():
             out[col] = out[col].map(lambda v: None if v is None else json.dumps(v, default=str))
     text = out.to_csv(index=False, header=False, na_rep="")
     stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
