@@ -7,7 +7,8 @@ counts of every table and the audit rows of each step:
 * ``A``: the full build, up to (excluding) each asset's last three days;
 * ``B``: an incremental run adding two days per asset;
 * ``C``: ``refresh --all --ids all --as-of 2021-07-07`` (after every asset's last day), adding
-  each asset's last day.
+  each asset's last day;
+* ``D``: the same command again (nothing new).
 
 Three of the files end on 2021-02-27 and XRP on 2021-07-06, so steps A and B pass a per-group
 as-of (``--ids``); step C is one run over all assets. The tables after C are the full build
@@ -117,5 +118,9 @@ def real_wh(pg_server_url: str, shared_cmc_dir: Path) -> Iterator[RealWarehouse]
         wh.counts["C"] = row_counts(url)
         wh.series["C"] = ema_series(url)
         wh.audit["C"] = audit_rows(url, "C")
+        # D: the same run again, with nothing new in the source
+        assert _run(["refresh", "--all", "--ids", "all", "--as-of", FINAL_AS_OF, "--run-id", "D"]) == 0
+        wh.counts["D"] = row_counts(url)
+        wh.audit["D"] = audit_rows(url, "D")
     yield wh
     drop_database(pg_server_url, url)

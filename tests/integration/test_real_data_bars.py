@@ -384,6 +384,15 @@ def test_a_daily_run_writes_only_the_new_days_snapshot_rows(real_wh: RealWarehou
         assert {(a, d) for a, d, _ in rows} == set(LAST_DAY.items()), table
 
 
+def test_a_rerun_with_nothing_new_writes_nothing(real_wh: RealWarehouse) -> None:
+    """Run D repeats run C's command: every component of every asset is ok, writes 0 rows,
+    repairs and rejects nothing, and no table changes."""
+    audit = real_wh.audit["D"]
+    assert len(audit) == len(ASSETS) * 10  # 6 builders + 4 refreshers per asset
+    assert {(v["status"], v["rows_written"], v["repairs"], v["rejects"]) for v in audit.values()} == {("ok", 0, 0, 0)}
+    assert real_wh.counts["D"] == real_wh.counts["C"]
+
+
 def test_a_timeframe_added_to_dim_timeframe_is_built_with_no_code_change(
         pg_server_url: str, shared_cmc_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """4D (rolling), 2M_CAL (calendar, both schemes) and 2M_CAL_ANCHOR (anchored) are not seeded;
