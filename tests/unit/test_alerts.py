@@ -293,6 +293,17 @@ def test_task_failure_message_lists_the_failed_instance() -> None:
     assert "ValueError: &lt;bad&gt; &amp; &quot;x&quot;" in text and check_html(text) is None
 
 
+def test_task_failure_message_reads_the_batch_passed_positionally() -> None:
+    # the DAG calls each task with its batch as the first positional argument: op_args == [[825]]
+    context = {"ti": _ti(), "exception": ValueError("x"), "task": SimpleNamespace(op_kwargs={}, op_args=[[825]])}
+
+    assert "asset: 825" in task_failure_message(context)[2]
+    context["task"] = SimpleNamespace(op_kwargs={}, op_args=[[1, 52]])
+    assert "asset: 1, 52" in task_failure_message(context)[2]
+    context["task"] = SimpleNamespace(op_kwargs={}, op_args=["not ids"])
+    assert not any(line.startswith("asset:") for line in task_failure_message(context)[2])
+
+
 class _BrokenTI:
     dag_id, run_id, task_id, map_index, try_number = "d", "r", "t", -1, 1
 

@@ -327,7 +327,8 @@ def task_failure_message(context: Mapping[str, Any]) -> tuple[Severity, str, lis
     """(severity, title, lines) for an Airflow task failure callback context.
 
     Lines: dag, run id, task (the component), map index with the rendered map index, asset id(s)
-    from the task's ``op_kwargs`` when present, try number, the exception, the log URL.
+    from the task's ``op_kwargs`` or its positional batch when present, try number, the
+    exception, the log URL.
     Severity is ``error``; ``critical`` when the exception says so (``alert_severity =
     "critical"`` on its class or instance) or is a database ``OperationalError`` about an
     unreachable server (the failure callback runs after the last retry).
@@ -438,14 +439,24 @@ def _attr(obj: Any, name: str) -> Any:
 
 
 def _asset_ids(context: Mapping[str, Any]) -> Any:
-    """The asset id(s) the failed task worked on, read from its rendered ``op_kwargs``."""
-    op_kwargs = _attr(context.get("task"), "op_kwargs")
-    if not isinstance(op_kwargs, Mapping):
-        return None
-    for key in _ASSET_KEYS:
-        value = op_kwargs.get(key)
-        if isinstance(value, int | str | list | tuple):
-            return ", ".join(map(str, value)) if isinstance(value, list | tuple) else value
+    """The asset id(s) the failed task worked on, read from its rendered ``op_kwargs``, else
+    from its first positional argument when that is an id or a list of ids (the DAG passes
+    each mapped instance's batch positionally: ``op_args == [[825]]``)."""
+    task = context.get("task")
+    op_kwargs = _attr(task, "op_kwargs")
+    if isinstance(op_kwargs, Mapping):
+        for key in _ASSET_KEYS:
+            value = op_kwargs.get(key)
+            if isinstance(value, int | str | list | tuple):
+                return ", ".join(map(str, value)) if isinstance(value, list | tuple) else value
+    op_args = _attr(task, "op_args")
+    if isinstance(op_args, list | tuple) and op_args:
+        first = op_args[0]
+        if isinstance(first, int) and not isinstance(first, bool):
+            return first
+        if isinstance(first, list | tuple) and first and all(
+                isinstance(a, int) and not isinstance(a, bool) for a in first):
+            return ", ".join(map(str, first))
     return None
 
 
