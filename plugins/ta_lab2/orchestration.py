@@ -147,7 +147,7 @@ def run_component(component: str, batch: list[int], context: Context) -> dict[st
     url = db.resolve_url(airflow=True)
     results = []
     for k, asset in enumerate(batch, start=1):
-        res = run_step(url, component, asset, opts)
+        res = run_step(url, component, asset, opts, selected=components)
         results.append(res)
         log.info("asset %s %s: %s, %d rows (%s) [%d/%d in batch]", asset, component, res.status,
                  res.rows_written, res.details.get("mode") or res.details.get("modes"), k, len(batch))
@@ -188,13 +188,17 @@ def freshness(batch: list[int], context: Context) -> Any:
         return PokeReturnValue(is_done=True, xcom_value=batch)
     waiting = any(d.decision == "wait" for d in decisions)
     for d in decisions:  # the audit says why; a later poke overwrites (run, asset, "freshness")
-        if d.decision == "fresh":
+        if d.decision == "fresh" and not waiting:
             res = ComponentResult(d.asset_id, "freshness", status="ok", details={"reason": d.reason})
         elif d.decision == "wait":  # stays the verdict if the sensor times out (soft_fail: skipped)
             res = ComponentResult(d.asset_id, "freshness", status="skipped",
                                   error=f"Skipping ID {d.asset_id} EMAs (timed out waiting: {d.reason})")
-        else:
+        elif d.decision == "stale":
             res = ComponentResult(d.asset_id, "freshness", status="skipped", error=d.skip_message)
+        else:  # fresh, but a batch-mate holds the batch: skipped too if the wait times out
+            res = ComponentResult(d.asset_id, "freshness", status="skipped",
+                                  error=f"Skipping ID {d.asset_id} EMAs (timed out waiting for its batch: "
+                                        f"{', '.join(str(x.asset_id) for x in decisions if x.decision == 'wait')})")
         record_result(url, opts.run_id, res)
     if waiting:
         return PokeReturnValue(is_done=False)

@@ -94,3 +94,36 @@ def test_bad_params_fail_without_retry() -> None:
         orchestration.run_options(_context(builders=["weekly"]))
     with pytest.raises(AirflowFailException, match="ids must be"):
         orchestration.parse_ids_param("1;52")
+
+
+def test_freshness_waits_for_bars_behind_the_source_and_audits_every_verdict(
+        session_db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.sdk import PokeReturnValue
+
+    from ta_lab2.refresh.runner import run_asset
+
+    monkeypatch.setenv("AIRFLOW_CONN_TA_LAB2_DB", db.airflow_conn_uri(session_db_url))
+    behind, fresh = new_asset_ids(2)
+    for a in (behind, fresh):
+        load_rows(session_db_url, a, history(a, 60, start=START))
+    ctx = _context()
+    as_of = ctx["data_interval_end"]
+    run_asset(session_db_url, fresh, ["bars.1d"], RunOptions(as_of=as_of), record=False)
+    run_asset(session_db_url, behind, ["bars.1d"], RunOptions(as_of=START + timedelta(days=50)), record=False)
+
+    def verdicts() -> dict[int, tuple[str, str | None]]:
+        with psycopg.connect(session_db_url) as conn:
+            rows = conn.execute("SELECT asset_id, status, error_text FROM refresh_run_assets WHERE run_id = "
+                                "'policy-test' AND component = 'freshness' AND asset_id = ANY(%s)",
+                                ([behind, fresh],)).fetchall()
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    poke = orchestration.freshness([behind, fresh], ctx)
+    assert isinstance(poke, PokeReturnValue) and poke.is_done is False  # wait: reschedule, no slot held
+    v = verdicts()
+    assert v[behind][0] == "skipped" and "timed out waiting: bars behind source" in (v[behind][1] or "")
+    assert v[fresh][0] == "skipped" and f"waiting for its batch: {behind}" in (v[fresh][1] or "")
+    run_asset(session_db_url, behind, ["bars.1d"], RunOptions(as_of=as_of), record=False)  # bars catch up
+    poke = orchestration.freshness([behind, fresh], ctx)
+    assert poke.is_done is True and poke.xcom_value == [behind, fresh]
+    assert verdicts() == {behind: ("ok", None), fresh: ("ok", None)}

@@ -39,13 +39,15 @@ def test_1d_emas_are_the_plain_daily_ema(session_db_url: str) -> None:
 def test_a_combo_on_a_non_canonical_timeframe_builds_its_bars_too(session_db_url: str) -> None:
     (a,) = new_asset_ids(1)
     load_rows(session_db_url, a, history(a, 60, start=START))
-    refresh(session_db_url, a, ALL, END, tf_period_combos=(("2D", 3),))
+    refresh(session_db_url, a, ALL, END, tfs=("7D",), tf_period_combos=(("2D", 3),))
     with psycopg.connect(session_db_url) as conn:
         bars = conn.execute("SELECT count(*) FROM cmc_price_bars_multi_tf WHERE id = %s AND tf = '2D'",
                             (a,)).fetchone()
+        bar_tfs = {r[0] for r in conn.execute("SELECT DISTINCT tf FROM cmc_price_bars_multi_tf WHERE id = %s",
+                                              (a,))}
         series = conn.execute("SELECT DISTINCT tf, period FROM cmc_ema_multi_tf WHERE id = %s", (a,)).fetchall()
     assert bars is not None and bars[0] > 0
-    assert series == [("2D", 3)]
+    assert series == [("2D", 3)] and bar_tfs == {"2D", "7D"}  # --tfs plus the combos' timeframes
     report = run_validation(session_db_url, [a], "combo-2d", persist=False)
     assert report.worst != "FAIL", report.format()
 

@@ -55,11 +55,11 @@ def _plan(conn: psycopg.Connection, family: BarFamily, asset_id: int, tfs: list[
 
 
 def bar_timeframes(all_tfs: list[Timeframe], family: BarFamily, opts: RunOptions) -> list[Timeframe]:
-    """``--tfs`` when given; else the canonical timeframes plus those named in
+    """``--tfs`` when given, else the canonical timeframes; plus, either way, those named in
     ``--tf-period-combos`` (the EMAs of a combo have the bars they are computed from)."""
-    if opts.tfs or not opts.tf_period_combos:
-        return select(all_tfs, family, opts.tfs or None)
-    chosen = {t.tf: t for t in select(all_tfs, family) + select(all_tfs, family, [c[0] for c in opts.tf_period_combos])}
+    chosen = {t.tf: t for t in select(all_tfs, family, opts.tfs or None)}
+    if opts.tf_period_combos:
+        chosen.update((t.tf, t) for t in select(all_tfs, family, [c[0] for c in opts.tf_period_combos]))
     return sorted(chosen.values(), key=lambda t: (t.sort_order, t.tf))
 
 

@@ -73,14 +73,17 @@ def plan_components(targets: Sequence[str], builders: Sequence[str] | None = Non
 
 
 def run_step(url: str, component: str, asset_id: int, opts: RunOptions, *, retries: int = 0,
-             backoff_s: float = 1.0, record: bool = True) -> ComponentResult:
+             backoff_s: float = 1.0, record: bool = True,
+             selected: Sequence[str] | None = None) -> ComponentResult:
+    """``selected``: the run's components (a dry run replays only the selected upstream steps,
+    as the real run would; None = all upstream steps)."""
     step = _steps()[component]
     for attempt in range(retries + 1):
         start = time.perf_counter()
         try:
             with db.connect(url) as conn:
                 if opts.dry_run:
-                    result = _dry_run(conn, component, asset_id, opts)
+                    result = _dry_run(conn, component, asset_id, opts, selected)
                 else:
                     result = step(conn, asset_id, opts)
                     conn.commit()
@@ -103,10 +106,13 @@ def run_step(url: str, component: str, asset_id: int, opts: RunOptions, *, retri
     return result
 
 
-def _dry_run(conn: psycopg.Connection, component: str, asset_id: int, opts: RunOptions) -> ComponentResult:
+def _dry_run(conn: psycopg.Connection, component: str, asset_id: int, opts: RunOptions,
+             selected: Sequence[str] | None) -> ComponentResult:
     wet = replace(opts, dry_run=False)
     try:
         for up in upstream_of(component):
+            if selected is not None and up not in selected:
+                continue
             _steps()[up](conn, asset_id, wet)
         result = _steps()[component](conn, asset_id, wet)
     finally:
@@ -136,6 +142,6 @@ def run_asset(url: str, asset_id: int, components: Sequence[str], opts: RunOptio
             if record and not opts.dry_run:
                 record_result(url, opts.run_id, res)
         else:
-            res = run_step(url, comp, asset_id, opts, retries=retries, record=record)
+            res = run_step(url, comp, asset_id, opts, retries=retries, record=record, selected=components)
         results[comp] = res
     return list(results.values())
