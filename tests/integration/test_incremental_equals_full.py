@@ -69,29 +69,39 @@ def test_one_day_at_a_time_equals_full(session_db_url: str, seed: int, n: int) -
     assert_twins_equal(session_db_url, inc, full, all_tables("emas"))
 
 
-@given(st.integers(0, 10**6), st.integers(30, 80), st.data())
-@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
-def test_revisions_and_backfill_propagate_like_a_full_build(session_db_url: str, seed: int, n: int,
-                                                           data: st.DataObject) -> None:
+def _backfill_then_revise(url: str, seed: int, n: int, split: int, k: int) -> None:
     """Load a late part first, build, then backfill the early history and revise a close deep
     in the past (beyond the 3-day lookback): the result equals one build over the final source."""
     inc, full = new_asset_ids()
     rows = history(seed, n, gap_prob=0.05)
-    split = data.draw(st.integers(1, len(rows) - 2))
     end = rows[-1]["timeopen"] + timedelta(days=2)
-    load_rows(session_db_url, inc, rows[split:])
-    refresh(session_db_url, inc, ALL, end, **SMALL_EMA)
-    load_rows(session_db_url, inc, rows[:split])  # backfill before daily_min_seen
-    refresh(session_db_url, inc, ALL, end, **SMALL_EMA)
-    k = data.draw(st.integers(0, len(rows) - 1))
+    load_rows(url, inc, rows[split:])
+    refresh(url, inc, ALL, end, **SMALL_EMA)
+    load_rows(url, inc, rows[:split])  # backfill before daily_min_seen
+    refresh(url, inc, ALL, end, **SMALL_EMA)
     revised = [dict(r) for r in rows]
     revised[k]["close"] *= 1.01
     revised[k]["high"] = max(revised[k]["high"], revised[k]["close"])
-    load_rows(session_db_url, inc, revised)  # a revision, possibly far behind the watermark
-    refresh(session_db_url, inc, ALL, end, **SMALL_EMA)
-    load_rows(session_db_url, full, revised)
-    refresh(session_db_url, full, ALL, end, **SMALL_EMA)
-    assert_twins_equal(session_db_url, inc, full, all_tables("emas"))
+    load_rows(url, inc, revised)  # a revision, possibly far behind the watermark
+    refresh(url, inc, ALL, end, **SMALL_EMA)
+    load_rows(url, full, revised)
+    refresh(url, full, ALL, end, **SMALL_EMA)
+    assert_twins_equal(url, inc, full, all_tables("emas"))
+
+
+@given(st.integers(0, 10**6), st.integers(30, 80), st.data())
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+def test_revisions_and_backfill_propagate_like_a_full_build(session_db_url: str, seed: int, n: int,
+                                                           data: st.DataObject) -> None:
+    rows = history(seed, n, gap_prob=0.05)
+    split = data.draw(st.integers(1, len(rows) - 2))
+    _backfill_then_revise(session_db_url, seed, n, split, data.draw(st.integers(0, len(rows) - 1)))
+
+
+def test_a_revision_restart_keeps_v2_state_that_saw_canonical_days_before_its_seed(session_db_url: str) -> None:
+    """Regression (found by the property above): a v2 restart read ``last_canonical_ts`` from
+    its stored rows, which start at the seed, and lost the canonical days before it."""
+    _backfill_then_revise(session_db_url, seed=0, n=30, split=1, k=28)
 
 
 @pytest.mark.parametrize("bad", ["negative_close", "bad_time"])

@@ -129,8 +129,12 @@ def _plan_period(conn: psycopg.Connection, variant: EmaVariant, asset_id: int, t
     if r["last_ts"] is None or r["last_ema"] is None:
         return "scratch", None, None
     last = np.datetime64(pd.Timestamp(r["last_ts"]).tz_convert(None), "ns")
-    count = int(grid.canonical(tf)[grid.ts <= last].sum())
-    return "restart", _to_state({**r, "canonical_count": count}), changed
+    seen = grid.canonical(tf) & (grid.ts <= last)
+    # from the grid, not the table: v2 has no rows before its seed, yet canonical days before
+    # the seed count (the state of a one-shot build saw them too)
+    last_canonical = pd.Timestamp(grid.ts[seen][-1], tz="UTC") if seen.any() else None
+    return "restart", _to_state({**r, "canonical_count": int(seen.sum()),
+                                 "last_canonical_ts": last_canonical}), changed
 
 
 def _refresh_tf(conn: psycopg.Connection, family: EmaFamily, variant: EmaVariant, asset_id: int, tf: Timeframe,
