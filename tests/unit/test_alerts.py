@@ -190,6 +190,7 @@ def test_token_never_appears_in_logs_on_success_or_failure(
     tg: FakeTelegram, config: TelegramConfig, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)  # httpx (INFO) and python-telegram-bot (DEBUG) log request URLs
+    caplog.set_level(logging.DEBUG, logger="httpx")  # Airflow's logging config caps httpx at WARNING
 
     assert send_alert("error", "ok", ["x"], config=config)
     tg.fail_next(1, status=502)
@@ -231,6 +232,7 @@ def test_redact_masks_the_token(text: str, token: str | None, expected: str) -> 
 
 def test_library_log_filter_masks_messages_and_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="httpx")  # Airflow's logging config caps httpx at WARNING
     with alerts._redacting_library_logs(TOKEN):
         logging.getLogger("httpx").info("HTTP Request: POST http://h/bot%s/sendMessage", TOKEN)
         try:
