@@ -26,7 +26,7 @@ demo: venv  ## load data (shared CMC files, else synthetic), run the whole DAG o
 	$(TA) demo
 
 test: venv  ## the whole suite: unit, integration (real Postgres), DAG (dag.test) and e2e (airflow standalone)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=10
 
 test-fast: venv  ## unit + integration only (no Airflow scheduler)
 	$(BIN)/python -m pytest -q -m "not e2e and not slow"
