@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -77,7 +77,7 @@ def drop_database(server_url: str, db_url: str) -> None:
 
 
 @contextmanager
-def warehouse_db(server_url: str, prefix: str = "ta_lab2_test") -> Iterator[str]:
+def warehouse_db(server_url: str, prefix: str = "ta_lab2_test") -> Generator[str]:
     """A new database with the schema applied; dropped when the block exits."""
     from ta_lab2.store import db, schema
 
