@@ -22,7 +22,7 @@ $(BIN)/python: requirements.txt
 
 venv: $(BIN)/python  ## create .venv from the pinned requirements.txt
 
-demo: venv  ## load data (shared CMC files, else synthetic), run the whole DAG once, print the summary
+demo: venv  ## load the repo's real CMC files, run the whole DAG once, print the summary
 	$(TA) demo
 
 test: venv  ## the whole suite: unit, integration (real Postgres), DAG (dag.test) and e2e (airflow standalone)

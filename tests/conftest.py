@@ -22,7 +22,7 @@ import psycopg
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_CMC = ROOT.parent / "shared" / "data" / "cmc"
+SHARED_CMC = ROOT / "include" / "data" / "cmc"  # the repo's own copy (include/data/cmc/README.md)
 
 # Airflow reads its configuration at first import: give this pytest process its own throwaway
 # home (SQLite metadata, migrated by the ``airflow_home`` fixture when a test needs it), so
@@ -107,7 +107,7 @@ def fresh_db_url(pg_server_url: str) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def shared_cmc_dir() -> Path:
     if not SHARED_CMC.is_dir():
-        pytest.fail(f"shared CMC data not found at {SHARED_CMC}; tests need ../shared/data/cmc")
+        pytest.fail(f"CMC data not found at {SHARED_CMC}; it is part of the repository (git checkout include/data)")
     return SHARED_CMC
 
 

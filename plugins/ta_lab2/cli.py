@@ -123,10 +123,10 @@ def _parser() -> argparse.ArgumentParser:
     va = sub.add_parser("validate", help="run the validation checks")
     va.add_argument("--ids", default="all")
     va.add_argument("--run-id", default=None)
-    de = sub.add_parser("demo", help="load data (shared CMC files, else synthetic), run the DAG once, print the summary")
-    de.add_argument("--data", type=Path, default=None, help="folder of CMC files (default ../shared/data/cmc, "
+    de = sub.add_parser("demo", help="load data (the repo's CMC files, else synthetic), run the DAG once, print the summary")
+    de.add_argument("--data", type=Path, default=None, help="folder of CMC files (default include/data/cmc, "
                                                             "synthetic when absent)")
-    de.add_argument("--synthetic", action="store_true", help="use synthetic candles even if the shared data exists")
+    de.add_argument("--synthetic", action="store_true", help="use synthetic candles even if the real data exists")
     be = sub.add_parser("bench", help="measure refresh speed against raw COPY; write docs/BENCHMARKS.md")
     be.add_argument("--assets", type=int, default=100)
     be.add_argument("--days", type=int, default=1095)

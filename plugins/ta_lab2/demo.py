@@ -1,7 +1,7 @@
 """``make demo``: a whole run on a machine with nothing but Python.
 
 1. the warehouse: ``TA_LAB2_DB_URL`` if set, else the embedded Postgres under ``.local/``;
-2. data: the real CoinMarketCap files in ``../shared/data/cmc`` when present, else four
+2. data: the real CoinMarketCap files in ``include/data/cmc`` when present, else four
    synthetic assets x 3 years (``ta_lab2.synth``: random walks, gaps, a few bad times);
 3. a throwaway Airflow home with SQLite under ``.local/airflow_demo`` (recreated each time),
    the warehouse passed as ``AIRFLOW_CONN_TA_LAB2_DB``, and ``airflow dags test`` of
@@ -25,7 +25,7 @@ from ta_lab2.store import db, schema
 
 log = logging.getLogger(__name__)
 DAG_ID = "ta_lab2_daily_refresh"
-SHARED_DATA = db.PROJECT_ROOT.parent / "shared" / "data" / "cmc"
+SHARED_DATA = db.PROJECT_ROOT / "include" / "data" / "cmc"  # the repo's own copy of the real files
 # The shared files end on different days (BTC, ETH, USDT 2021-02-27; XRP 2021-07-06): at one
 # cutoff a scheduled run would rightly skip the first three's EMAs as stale (> 48 h). The demo builds
 # everything, so it bypasses the gate; tests/dag and tests/e2e exercise the gate itself.
