@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from tests.support.compose_local import (
+    ComposeAirflow,
     ComposeError,
     command_of,
     depends_on,
@@ -223,3 +224,37 @@ def test_ci_runs_exactly_the_readme_test_command_and_provides_redis() -> None:
     assert "make test" in readme
     assert "command -v redis-server" in ci and "apt-get install -y -qq redis-server" in ci
     yaml.safe_load((ROOT / "docker-compose.worker.yaml").read_text())  # well-formed
+
+
+def _stack_with(tmp_path: Path, edit: Any) -> ComposeAirflow:
+    """The e2e harness on a copy of docker-compose.yaml changed by ``edit(raw_yaml_text)``."""
+    path = tmp_path / "docker-compose.yaml"  # bind mounts (./dags, ...) resolve against the repository
+    path.write_text(edit((ROOT / "docker-compose.yaml").read_text()))
+    return ComposeAirflow(tmp_path / "stack", _dotenv(), postgres_port=5432, redis_port=6379, compose_file=path)
+
+
+@pytest.mark.parametrize(("edit", "error"), [
+    (lambda t: t.replace("- ./dags:/opt/airflow/dags", "- ./dag:/opt/airflow/dags"), "does not exist"),
+    (lambda t: t.replace("- ./include:/opt/airflow/include", "- ./include:/include"), "outside /opt/airflow"),
+    (lambda t: t.replace("http://airflow-apiserver:8080/execution/", "http://airflow-apiserver:8793/execution/"),
+     "airflow-apiserver listens on 8080"),
+])
+def test_the_e2e_harness_refuses_a_wrong_mount_or_url(tmp_path: Path, edit: Any, error: str) -> None:
+    """What the Celery e2e turns into a failure before any process starts (a wrong command or a
+    missing variable fails it when the process exits or a task fails)."""
+    af = _stack_with(tmp_path, edit)
+    with pytest.raises(ComposeError, match=error):
+        af.local_service("airflow-worker")
+
+
+def test_the_e2e_harness_gives_a_service_only_its_compose_environment(tmp_path: Path) -> None:
+    af = _stack_with(tmp_path, lambda t: t)
+    worker = af.local_service("airflow-worker")
+    compose_env = environment_of(af.spec["services"]["airflow-worker"])
+    image_env = {"PATH", "HOME", "LANG", "AIRFLOW_HOME"}
+    own_ports = {"AIRFLOW__API__PORT", "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT",
+                 "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT", "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT"}
+    assert set(worker.env) == set(compose_env) | image_env | own_ports
+    assert worker.env["AIRFLOW__API_AUTH__JWT_SECRET"] == af.dotenv["AIRFLOW__API_AUTH__JWT_SECRET"]
+    assert worker.env["AIRFLOW__CELERY__BROKER_URL"].endswith("@127.0.0.1:6379/0")
+    assert worker.argv[1:] == ["celery", "worker"] and (worker.home / "dags").resolve() == ROOT / "dags"
