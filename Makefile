@@ -71,5 +71,5 @@ lint: venv  ## ruff (incl. Airflow AIR3 rules) and mypy
 	$(BIN)/ruff check plugins dags tests
 	$(BIN)/mypy
 
-lock: venv  ## regenerate requirements.txt from a fresh resolve (see docs/DEPENDENCIES.md)
+lock: venv  ## regenerate requirements-runtime.txt and requirements.txt from fresh resolves (docs/DEPENDENCIES.md)
 	bash .ci/lock.sh

@@ -44,6 +44,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -355,6 +356,7 @@ class ComposeAirflow(StandaloneAirflow):
                         local.start()
                         self.services[local.name] = local
                     started[service] = replicas
+            probes: dict[str, list[LocalService]] = {}
             for service, replicas in started.items():
                 if service in healthy:
                     continue
@@ -371,13 +373,19 @@ class ComposeAirflow(StandaloneAirflow):
                 for r in replicas:
                     if r.proc is not None and r.proc.poll() is not None:
                         raise ComposeError(f"{r.name} exited with {r.proc.returncode}\n{r.output_tail()}")
-                if all(r.healthy() for r in replicas):
-                    healthy.add(service)
+                probes[service] = replicas
+            if probes:  # the healthcheck commands run side by side, as compose runs them
+                with ThreadPoolExecutor(max_workers=8) as pool:
+                    ok = dict(zip(probes, pool.map(lambda rs: all(r.healthy() for r in rs), probes.values()), strict=True))
+                healthy.update(service for service, passed in ok.items() if passed)
             time.sleep(1.0)
 
     def stop(self, grace: float = 10.0) -> None:
-        for local in reversed(list(self.services.values())):
-            local.stop(grace)
+        """Stop every service (side by side, like ``docker compose down``). Idempotent."""
+        services = list(self.services.values())
+        if services:
+            with ThreadPoolExecutor(max_workers=len(services)) as pool:
+                list(pool.map(lambda local: local.stop(grace), services))
         atexit.unregister(self.stop)
         self._token = None
 
