@@ -23,7 +23,7 @@ command. Services start in depends_on order and each one's healthcheck command m
    is refused by the running API server (403), the token the compose environment signs is not.
 
 A secret, variable, command or mount missing from or wrong in docker-compose.yaml fails one of
-these steps. About 4-5 minutes on 2 cores.
+these steps. Measured: 4 min 11 s on 2 cores at load 15-19 (68 s of it starting the services).
 """
 
 from __future__ import annotations
