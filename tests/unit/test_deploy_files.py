@@ -222,7 +222,7 @@ def test_ci_runs_exactly_the_readme_test_command_and_provides_redis() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "make test" in ci.strip().splitlines()[-1]
     assert "make test" in readme
-    assert "command -v redis-server" in ci and "apt-get install -y -qq redis-server" in ci
+    assert "command -v redis-server" in ci and "apt-get install -y -qq" in ci and "postgresql-client" in ci
     yaml.safe_load((ROOT / "docker-compose.worker.yaml").read_text())  # well-formed
 
 
