@@ -9,7 +9,7 @@ TA := $(BIN)/python -m ta_lab2
 IDS ?= all
 ARGS ?=
 
-.PHONY: help venv demo test test-fast bars emas daily-refresh dry-run validate clean-logs up down bench lint lock
+.PHONY: help venv demo test test-fast bars emas daily-refresh dry-run validate clean-logs env up down bench lint lock
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -50,8 +50,16 @@ clean-logs:  ## delete Airflow task logs older than $$LOG_RETENTION_DAYS (defaul
 	find .local -path '*/logs/*' -type f -mtime +$${LOG_RETENTION_DAYS:-30} -delete 2>/dev/null || true
 	find .local -path '*/logs/*' -type d -empty -delete 2>/dev/null || true
 
-up:  ## start Airflow (CeleryExecutor) + Postgres + Redis with docker compose
-	docker compose up -d
+env:  ## write .env with fresh random secrets for docker compose (never overwrites one)
+	python3 deploy/make_env.py .env
+
+up:  ## build the image and start Airflow (CeleryExecutor) + Postgres + Redis; needs .env (make env)
+	@test -f .env || { echo "make up: no .env here; run 'make env' (or copy .env.example to .env and fill it in)"; exit 1; }
+	@for v in $$(python3 -c 'import sys; sys.path.insert(0, "deploy"); import make_env; print(*make_env.REQUIRED)'); do \
+	  grep -Eq "^$$v=." .env && ! grep -Eq "^$$v=change-me" .env || \
+	  { echo "make up: .env does not set $$v (or it is the .env.example placeholder); run 'make env' or edit .env"; exit 1; }; \
+	done
+	docker compose up -d --build
 
 down:  ## stop the docker compose stack
 	docker compose down
@@ -63,5 +71,5 @@ lint: venv  ## ruff (incl. Airflow AIR3 rules) and mypy
 	$(BIN)/ruff check plugins dags tests
 	$(BIN)/mypy
 
-lock: venv  ## regenerate requirements.txt from a fresh resolve (see docs/DEPENDENCIES.md)
+lock: venv  ## regenerate requirements-runtime.txt and requirements.txt from fresh resolves (docs/DEPENDENCIES.md)
 	bash .ci/lock.sh
