@@ -126,7 +126,8 @@ def _parser() -> argparse.ArgumentParser:
 TARGET_SHORTCUTS = ("bars", "emas", "all")
 REFUSAL_NO_TARGET = ("refresh needs a target: --bars, --emas or --all (or --targets bars,emas); "
                      "a bare refresh does nothing on purpose")
-CLI_ONLY_REFRESH = ("as_of", "run_id", "quiet", "verbose", "log_dir", "log_retention_days")  # not DAG params
+# the refresh flags (argparse dests) that are not DAG params: the CLI's own run controls
+CLI_ONLY_REFRESH = ("as_of", "run_id", "quiet", "refresh_verbose", "log_dir", "log_retention_days")
 
 
 def add_refresh_parser(sub: Any) -> argparse.ArgumentParser:
