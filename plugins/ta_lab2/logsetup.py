@@ -4,7 +4,8 @@
   ``--quiet``: ERROR only. Lines below WARNING go to stdout, warnings and errors to stderr
   (so ``refresh --all --quiet >/dev/null`` in cron mails only the errors). Third-party
   loggers (pgserver's "a postgres server is already running…", httpx, Airflow's) reach the
-  console only at WARNING and above, unless ``--verbose``.
+  console only at WARNING and above, and third-party Python warnings (``py.warnings``) not at
+  all, unless ``--verbose``.
   A record logged with ``extra={"file_only": True}`` (the summary, printed separately) skips
   the console.
 * File (``refresh`` only): ``<log dir>/refresh-YYYY-MM-DD.log`` (UTC day of the run's start,
@@ -48,8 +49,12 @@ class _ConsoleFilter(logging.Filter):
             return False
         if self.below is not None and record.levelno >= self.below:
             return False
+        if self.verbose:
+            return True
+        if record.name == "py.warnings":  # third-party Python warnings (e.g. platformdirs'): file only
+            return False
         own = any(record.name == n or record.name.startswith(n + ".") for n in self.info_from)
-        return own or self.verbose or record.levelno >= logging.WARNING
+        return own or record.levelno >= logging.WARNING
 
 
 class _PlainFormatter(logging.Formatter):
@@ -87,6 +92,7 @@ def configure_console(*, verbose: bool = False, quiet: bool = False, stream: IO[
     ``stream``: one stream for every level (the TTY case, see :func:`add_handler`); default
     stdout below WARNING and stderr from WARNING."""
     _reset()
+    logging.captureWarnings(True)  # Python warnings become log records (py.warnings): console only if verbose
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     logging.getLogger("ta_lab2").setLevel(logging.DEBUG)  # the file always gets ta_lab2's debug lines
