@@ -259,15 +259,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                                info_from=logsetup.REFRESH_CONSOLE if refresh else ("ta_lab2",))
     try:
         _precheck(args)
-        if refresh:  # the day's log file gets the full verbose stream (logsetup.py)
+        if refresh:  # the day's log file gets the full verbose stream once the run starts (logsetup.py)
             try:
-                keep = logsetup.retention_days(args.log_retention_days)
+                args.log_retention_days = logsetup.retention_days(args.log_retention_days)
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
-            args.log_path, removed = logsetup.open_run_log(logsetup.log_dir(args.log_dir), keep)
-            log.debug("python -m ta_lab2 %s; log %s; removed %d logs older than %d days: %s",
-                      " ".join(sys.argv[1:] if argv is None else argv), args.log_path, len(removed), keep,
-                      ", ".join(p.name for p in removed) or "none")
+            args.argv = " ".join(sys.argv[1:] if argv is None else argv)
+            logsetup.buffer_run_log()
         from ta_lab2 import commands  # heavy imports (pandas, psycopg) only after argument checks
 
         return commands.dispatch(args)

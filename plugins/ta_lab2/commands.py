@@ -77,6 +77,10 @@ def cmd_refresh(args: argparse.Namespace) -> int:
             check_series(conn, opts.tfs, opts.periods, opts.tf_period_combos)
         except RequestError as exc:
             raise UsageError(str(exc)) from None
+    keep = args.log_retention_days
+    log_path, removed = logsetup.open_run_log(logsetup.log_dir(args.log_dir), keep)
+    log.debug("python -m ta_lab2 %s; log %s; removed %d logs older than %d days: %s", args.argv, log_path,
+              len(removed), keep, ", ".join(p.name for p in removed) or "none")
     verbose, quiet = args.verbose or args.refresh_verbose, args.quiet
     live = sys.stdout.isatty() and not quiet
 
@@ -90,9 +94,7 @@ def cmd_refresh(args: argparse.Namespace) -> int:
             logsetup.configure_console(verbose=verbose, quiet=quiet, info_from=logsetup.REFRESH_CONSOLE)
     logging.getLogger("ta_lab2.cli").info("summary:\n%s", run["text"], extra={"file_only": True})
     print(run["text"], flush=True)
-    log_path = getattr(args, "log_path", None)
-    if log_path is not None:
-        print(f"log: {log_path}", flush=True)
+    print(f"log: {log_path}", flush=True)
     return 1 if run["assets_failed"] or run["validation_fail"] else 0
 
 

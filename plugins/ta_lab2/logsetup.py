@@ -13,12 +13,15 @@
   ``--log-dir``, else env ``TA_LAB2_LOG_DIR``, else ``.logs`` under the current directory.
   Files named ``refresh-YYYY-MM-DD.log`` whose day is more than the retention (``--log-
   retention-days``, env ``TA_LAB2_LOG_RETENTION_DAYS``, default 30) before today are deleted
-  by the command itself; no other file is touched.
+  by the command itself; no other file is touched. The file is opened once the request is
+  accepted (what was logged before, e.g. the embedded server's start, is buffered and written
+  first), so a refused request creates no file.
 """
 
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
 import re
 import sys
@@ -73,7 +76,8 @@ def _tagged(handler: logging.Handler) -> logging.Handler:
 def _reset() -> None:
     """Remove our console handlers (the file handler stays until :func:`close_run_log`)."""
     root = logging.getLogger()
-    for h in [h for h in root.handlers if getattr(h, _TAG, False) and not isinstance(h, logging.FileHandler)]:
+    for h in [h for h in root.handlers
+              if getattr(h, _TAG, False) and not isinstance(h, logging.FileHandler | logging.handlers.MemoryHandler)]:
         root.removeHandler(h)
         h.close()
 
@@ -158,20 +162,45 @@ def prune(folder: Path, keep_days: int, today: date) -> list[Path]:
     return removed
 
 
+class _Buffer(logging.handlers.MemoryHandler):
+    """Holds the records logged before the run is accepted (e.g. pgserver's start-up lines):
+    flushed into the day's file when the run starts, dropped when the request is refused."""
+
+    def shouldFlush(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+def buffer_run_log() -> None:
+    handler = _Buffer(capacity=0)
+    handler.setLevel(logging.DEBUG)
+    logging.getLogger().addHandler(_tagged(handler))
+
+
 def open_run_log(folder: Path, keep_days: int, now: datetime | None = None) -> tuple[Path, list[Path]]:
-    """Attach the day's file handler (full verbose stream), prune old files; (path, removed)."""
+    """Attach the day's file handler (full verbose stream, the buffered records first), prune
+    old files; (path, removed)."""
     now = now or datetime.now(UTC)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"refresh-{now:%Y-%m-%d}.log"
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setLevel(logging.DEBUG)
     handler.setFormatter(logging.Formatter(VERBOSE_FORMAT))
-    logging.getLogger().addHandler(_tagged(handler))
+    root = logging.getLogger()
+    for buffer in [h for h in root.handlers if isinstance(h, _Buffer)]:
+        root.removeHandler(buffer)
+        for record in buffer.buffer:
+            if record.levelno >= handler.level:
+                handler.handle(record)
+        buffer.buffer.clear()
+    root.addHandler(_tagged(handler))
     return path, prune(folder, keep_days, now.date())
 
 
 def close_run_log() -> None:
+    """Detach the file handler and drop unflushed buffered records (a refused request)."""
     root = logging.getLogger()
-    for h in [h for h in root.handlers if getattr(h, _TAG, False) and isinstance(h, logging.FileHandler)]:
+    for h in [h for h in root.handlers if isinstance(h, logging.FileHandler | _Buffer)]:
+        if isinstance(h, _Buffer):
+            h.buffer.clear()
         root.removeHandler(h)
         h.close()

@@ -8,6 +8,7 @@ its ``bars.1d`` fails with ``DataCorruptionError``), built at an as-of one day a
 
 from __future__ import annotations
 
+import atexit
 import os
 import pty
 import re
@@ -24,7 +25,7 @@ import pytest
 
 from ta_lab2 import orchestration, params
 from ta_lab2.store import db
-from tests.conftest import create_database, drop_database
+from tests.conftest import SHARED_CMC, create_database, drop_database
 from tests.integration.conftest import query
 from tests.support.warehouse import history, load_rows
 
@@ -81,8 +82,10 @@ def test_a_bare_refresh_is_refused_and_changes_nothing(wh: str, tmp_path: Path) 
         assert done.returncode == 2, done
         assert done.stdout == "" and len(done.stderr.splitlines()) == 1, done
         assert done.stderr.startswith("error: refresh needs a target: --bars, --emas or --all"), done.stderr
+    unknown = run_cli(wh, "refresh", "--all", "--ids", "999999", log_dir=tmp_path / "logs")
+    assert unknown.returncode == 2 and unknown.stderr.startswith("error: unknown asset ids [999999]"), unknown
     assert table_counts(wh) == before
-    assert not (tmp_path / "logs").exists()  # refused before the log file opens
+    assert not (tmp_path / "logs").exists()  # a refused request opens no log file
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,17 +283,22 @@ def test_pgserver_chatter_stays_out_of_the_console(tmp_path: Path) -> None:
                                   timeout=180, check=False,
                                   env={**base, **env, "PYTHONPATH": f"{ROOT / 'plugins'}{os.pathsep}{ROOT}"})
 
-        first = run("schema")  # starts the server
+        first = run("load", str(SHARED_CMC / "coin_XRP.csv"))  # starts the server
         assert first.returncode == 0, first
-        again = run("refresh", "--bars", "--ids", "1")  # the server is already running: pgserver says so at INFO
+        # the server is already running: pgserver says so at INFO
+        again = run("refresh", "--bars", "--builders", "1d", "--ids", "52", "--no-validate")
         verbose = run("-v", "schema")
     finally:
         import pgserver
 
-        pgserver.get_server(tmp_path / "local" / "pgdata", cleanup_mode="stop").cleanup()
+        server = pgserver.get_server(tmp_path / "local" / "pgdata", cleanup_mode="stop")
+        server.cleanup()  # this process holds the last handle: stops the server
+        atexit.unregister(server._cleanup)  # already done (it would log into pytest's closed streams at exit)
     assert "a postgres server is already running" in verbose.stdout + verbose.stderr  # the chatter is real
     for done in (first, again):
         assert "postgres server is already running" not in done.stdout + done.stderr, done
         assert "PostmasterInfo" not in done.stdout + done.stderr, done
         assert "XDG_RUNTIME_DIR" not in done.stdout + done.stderr, done  # platformdirs' warning: verbose only
-    assert again.returncode == 2 and again.stderr.startswith("error: unknown asset ids [1]"), again
+    assert again.returncode == 0 and "Processing ID 52... bars.1d: " in again.stdout, again
+    logged = (tmp_path / "logs" / f"refresh-{datetime.now(UTC):%Y-%m-%d}.log").read_text()
+    assert "INFO pgserver: a postgres server is already running" in logged  # the file keeps it

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import re
 import sys
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -210,3 +211,17 @@ def test_open_run_log_names_the_file_by_utc_day(tmp_path: Path) -> None:
     finally:
         logsetup.close_run_log()
     assert path == tmp_path / "logs" / "refresh-2026-03-04.log" and path.exists() and removed == []
+
+
+def test_the_operator_guide_lists_every_param_as_a_flag_and_as_a_param() -> None:
+    """docs/operations/DAILY_REFRESH.md: §2's params table and §11's flags table follow RUN_PARAMS."""
+    text = (ROOT / "docs" / "operations" / "DAILY_REFRESH.md").read_text()
+    params_table = text[text.index("## 2. Params"):text.index("## 3. ")]
+    flags_table = text[text.index("| Flag | DAG param |"):text.index("CLI-only run controls")]
+    documented = set(re.findall(r"^\| `(\w+)` \|", params_table, re.M))
+    assert documented == set(params.PARAM_NAMES), documented ^ set(params.PARAM_NAMES)
+    rows = dict(re.findall(r"^\| (.+?) \| `(\w+)` \|", flags_table, re.M))
+    assert set(rows.values()) == set(params.PARAM_NAMES)
+    for flag_cell, name in rows.items():
+        for flag in params.by_name(name).flags if name != "targets" else ("--targets",):
+            assert f"`{flag}" in flag_cell or f"/ `{flag}`" in flag_cell, (name, flag, flag_cell)
