@@ -3,6 +3,9 @@
 Commands: ``schema`` (apply DDL), ``load FILE... [--id N]``, ``synth``, ``refresh``,
 ``validate``, ``demo`` and ``bench``. Bad ids, dates, builders, refreshers, timeframes or periods exit 2 with one
 line on stderr; a refresh where any (asset, component) failed exits 1.
+
+``refresh`` needs a target (``--bars``, ``--emas``, ``--all`` or ``--targets``); its other flags are
+the DAG's params, built from :mod:`ta_lab2.params`; it runs in :mod:`ta_lab2.cli_refresh`.
 """
 
 from __future__ import annotations

@@ -180,6 +180,19 @@ def test_the_log_file_appends_and_old_logs_are_pruned(wh: str, tmp_path: Path) -
     assert dated[1].exists()  # the env's folder was not pruned by the flag's run
 
 
+def test_verbose_adds_each_steps_own_lines_and_debug_detail(wh: str, default_run: dict[str, Any],
+                                                             tmp_path: Path) -> None:
+    done = run_cli(wh, "refresh", "--bars", "--builders", "1d", "--ids", str(GOOD), "--as-of", AS_OF, "--verbose",
+                   "--run-id", "progress-verbose", "--no-validate", log_dir=tmp_path)
+    assert done.returncode == 0, done
+    assert re.search(rf"INFO ta_lab2\.progress: Processing ID {GOOD}\.\.\. bars\.1d: \d+ rows written", done.stdout)
+    assert re.search(rf"INFO ta_lab2\.refresh\.bars_1d: asset {GOOD} bars\.1d: \d+ rows written", done.stdout)
+    assert " DEBUG ta_lab2" in done.stdout
+    default = default_run["done"].stdout  # the default console has the progress lines only
+    assert "ta_lab2.refresh" not in default and "DEBUG" not in default
+    assert not re.search(r"^asset \d+ bars\.1d: ", default, re.M)
+
+
 # ---------------------------------------------------------------------------------------------
 # the DAG's gate, validation switch and continue_on_error
 
