@@ -287,6 +287,7 @@ def test_on_a_terminal_the_progress_redraws_in_place(wh: str) -> None:
 # the embedded Postgres: its INFO lines stay out of the console
 
 
+@pytest.mark.slow  # initdb of a throwaway embedded server: ~10 s
 def test_pgserver_chatter_stays_out_of_the_console(tmp_path: Path) -> None:
     env = {"TA_LAB2_LOCAL_DIR": str(tmp_path / "local"), "TA_LAB2_LOG_DIR": str(tmp_path / "logs")}
     base = {k: v for k, v in os.environ.items() if k != "TA_LAB2_DB_URL"}
