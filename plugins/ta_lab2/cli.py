@@ -275,5 +275,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    finally:
+    finally:  # a caller running main() in-process (tests, scripts) keeps no handler bound to its streams
         logsetup.close_run_log()
+        logsetup.reset_console()

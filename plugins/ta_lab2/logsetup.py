@@ -73,7 +73,7 @@ def _tagged(handler: logging.Handler) -> logging.Handler:
     return handler
 
 
-def _reset() -> None:
+def reset_console() -> None:
     """Remove our console handlers (the file handler stays until :func:`close_run_log`)."""
     root = logging.getLogger()
     for h in [h for h in root.handlers
@@ -95,7 +95,7 @@ def configure_console(*, verbose: bool = False, quiet: bool = False, stream: IO[
 
     ``stream``: one stream for every level (the TTY case, see :func:`add_handler`); default
     stdout below WARNING and stderr from WARNING."""
-    _reset()
+    reset_console()
     logging.captureWarnings(True)  # Python warnings become log records (py.warnings): console only if verbose
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
@@ -117,7 +117,7 @@ def configure_console(*, verbose: bool = False, quiet: bool = False, stream: IO[
 def add_handler(handler: logging.Handler, *, verbose: bool, quiet: bool,
                 info_from: tuple[str, ...] = ("ta_lab2",)) -> None:
     """Replace the console handlers by ``handler`` (e.g. one printing above a live progress bar)."""
-    _reset()
+    reset_console()
     root = logging.getLogger()
     handler.setLevel(console_level(verbose=verbose, quiet=quiet))
     handler.addFilter(_ConsoleFilter(verbose, None, info_from))
