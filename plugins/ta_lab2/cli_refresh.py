@@ -79,7 +79,10 @@ def run_components(url: str, asset_ids: Sequence[int], components: Sequence[str]
 
     for comp in components:
         if comp.startswith("emas.") and stale is None and stopped is None:
-            stale = freshness_gate(url, asset_ids, opts, params, components)
+            # as in the DAG, the gate sees only assets whose bars.1d did not fail (1d not selected: all)
+            gated = [a for a in asset_ids if results.get((a, "bars.1d")) is None
+                     or results[(a, "bars.1d")].status in ("ok", "dry_run")]
+            stale = freshness_gate(url, gated, opts, params, components)
         for batch in batches:
             for asset in batch:
                 if stopped is not None:

@@ -118,6 +118,9 @@ def test_default_console_streams_a_line_per_asset_and_component(default_run: dic
             assert (asset, status) == (POISONED, "skipped"), (asset, comp, status)
             assert f"Processing ID {asset}... {comp} skipped: upstream failed: bars.1d" in out
     assert audit[(GOOD, "bars.1d")][1] == 60
+    gate = dict(query(wh, "SELECT asset_id, status FROM refresh_run_assets WHERE run_id = 'progress-default' "
+                          "AND component = 'freshness'"))
+    assert gate == {GOOD: "ok", GOOD2: "ok"}  # the gate ran before the EMAs; not for the failed asset
     assert re.search(rf"^ERROR: Processing ID {POISONED}\.\.\. bars\.1d FAILED \(\d+\.\ds\): DataCorruptionError",
                      done.stderr, re.M), done.stderr
     # a progress line per component, done/total and an ETA, in order
