@@ -2,7 +2,9 @@
 
 * Console: ``ta_lab2`` lines at INFO (``--verbose``: DEBUG, with time, level and logger);
   ``--quiet``: ERROR only. Lines below WARNING go to stdout, warnings and errors to stderr
-  (so ``refresh --all --quiet >/dev/null`` in cron mails only the errors). Third-party
+  (so ``refresh --all --quiet >/dev/null`` in cron mails only the errors). ``refresh`` shows
+  its progress and run lines at INFO (:data:`REFRESH_CONSOLE`); each step's own INFO detail
+  only with ``--verbose`` (always in the file). Third-party
   loggers (pgserver's "a postgres server is already running…", httpx, Airflow's) reach the
   console only at WARNING and above, and third-party Python warnings (``py.warnings``) not at
   all, unless ``--verbose``.
