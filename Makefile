@@ -31,13 +31,13 @@ test: venv  ## the whole suite: unit, integration (real Postgres), DAG (dag.test
 test-fast: venv  ## unit + integration only (no Airflow scheduler)
 	$(BIN)/python -m pytest -q -m "not e2e and not slow"
 
-bars: venv  ## refresh the six bar families (IDS=1,52 ARGS="--builders 1d,multi_tf")
-	$(TA) refresh --targets bars --ids $(IDS) $(ARGS)
+bars: venv  ## refresh the six bar families (IDS=1,52 ARGS="--builders 1d,multi_tf --quiet")
+	$(TA) refresh --bars --ids $(IDS) $(ARGS)
 
-emas: venv  ## refresh the four EMA families (IDS=..., ARGS="--periods 10,20")
-	$(TA) refresh --targets emas --ids $(IDS) $(ARGS)
+emas: venv  ## refresh the four EMA families, freshness gate first (IDS=..., ARGS="--periods 10,20")
+	$(TA) refresh --emas --ids $(IDS) $(ARGS)
 
-daily-refresh: venv  ## bars then EMAs for all active assets, as the scheduled run does
+daily-refresh: venv  ## bars, gate, EMAs, validation, summary for all active assets, as the scheduled run does
 	$(TA) refresh --all --ids $(IDS) $(ARGS)
 
 dry-run: venv  ## plan only: log per asset and component what would change, write nothing

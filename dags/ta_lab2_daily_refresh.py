@@ -23,10 +23,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import DAG, Param, TaskGroup, get_current_context, task, task_group
+from airflow.sdk import DAG, TaskGroup, get_current_context, task, task_group
 
 from ta_lab2 import orchestration
 from ta_lab2.ops.alerts import on_dag_failure, on_task_failure
+from ta_lab2.params import airflow_params
 from ta_lab2.registry import BAR_FAMILY_NAMES, EMA_BAR_DEPENDENCIES, EMA_FAMILY_NAMES
 
 DAG_ID = "ta_lab2_daily_refresh"
@@ -34,36 +35,7 @@ POOL = "ta_lab2_db"  # caps concurrent warehouse connections (size: docs/operati
 SENSOR_POKE_S = 120
 SENSOR_TIMEOUT_S = 2 * 3600
 
-_IDS = r"^\s*(all|\d+(\s*,\s*\d+)*)\s*$"
-PARAMS = {
-    "targets": Param(["bars", "emas"], type="array", minItems=1, uniqueItems=True,
-                     items={"type": "string", "enum": ["bars", "emas"]},
-                     description="bars, emas or both (an empty list is refused)"),
-    "ids": Param("all", oneOf=[{"type": "string", "pattern": _IDS},
-                               {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 1}}],
-                 description='"all" (active dim_assets rows), "1,52" or a list of asset ids'),
-    "builders": Param(list(BAR_FAMILY_NAMES), type="array", uniqueItems=True,
-                      items={"type": "string", "enum": list(BAR_FAMILY_NAMES)},
-                      description="bar builders to run (1d always runs first when selected)"),
-    "refreshers": Param(list(EMA_FAMILY_NAMES), type="array", uniqueItems=True,
-                        items={"type": "string", "enum": list(EMA_FAMILY_NAMES)},
-                        description="EMA refreshers to run"),
-    "tfs": Param([], type="array", uniqueItems=True, items={"type": "string", "pattern": "^[0-9A-Z_]+$"},
-                 description="restrict timeframes, e.g. 1D, 7D, 1M_CAL (empty = all canonical)"),
-    "periods": Param([], type="array", uniqueItems=True, items={"type": "integer", "minimum": 1},
-                     description="restrict EMA periods, e.g. 10, 20, 50 (empty = the default periods)"),
-    "tf_period_combos": Param([], type="array", uniqueItems=True,
-                              items={"type": "string", "pattern": "^[0-9A-Z_]+:[1-9][0-9]*$"},
-                              description='explicit pairs such as "7D:10"; when given, win over tfs x periods'),
-    "full_rebuild": Param(False, type="boolean", description="ignore watermarks: delete and rebuild"),
-    "dry_run": Param(False, type="boolean", description="plan only: log what would change, write nothing"),
-    "skip_stale_check": Param(False, type="boolean", description="bypass the freshness gate"),
-    "staleness_hours": Param(48, type="number", exclusiveMinimum=0, description="freshness threshold"),
-    "validate": Param(True, type="boolean", description="run the validation checks"),
-    "alert_on_error": Param(True, type="boolean", description="send Telegram alerts"),
-    "batch_size": Param(1, type="integer", minimum=1, maximum=10_000,
-                        description="assets per mapped task instance (raise it for very large universes)"),
-}
+PARAMS = airflow_params()  # defined once in ta_lab2.params (the CLI builds its flags from the same list)
 
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "ta_lab2",

@@ -36,6 +36,8 @@ for _key, _value in {
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME}/airflow.db",
 }.items():
     os.environ[_key] = _value
+# CLI refresh logs (.logs/refresh-YYYY-MM-DD.log by default) go to a throwaway folder, not the repo
+os.environ.setdefault("TA_LAB2_LOG_DIR", tempfile.mkdtemp(prefix="ta_lab2_logs_"))
 
 
 def _server_url() -> str:

@@ -3,6 +3,9 @@
 Commands: ``schema`` (apply DDL), ``load FILE... [--id N]``, ``synth``, ``refresh``,
 ``validate``, ``demo`` and ``bench``. Bad ids, dates, builders, refreshers, timeframes or periods exit 2 with one
 line on stderr; a refresh where any (asset, component) failed exits 1.
+
+``refresh`` needs a target (``--bars``, ``--emas``, ``--all`` or ``--targets``); its other flags are
+the DAG's params, built from :mod:`ta_lab2.params`; it runs in :mod:`ta_lab2.cli_refresh`.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ta_lab2.refresh.context import RunOptions
 
@@ -107,19 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     sy.add_argument("--days", type=int, default=1095)
     sy.add_argument("--seed", type=int, default=7)
     sy.add_argument("--out", type=Path, default=Path(".local/synth"))
-    rf = sub.add_parser("refresh", help="refresh bars and/or EMAs")
-    rf.add_argument("--targets", default=None, help="bars,emas (default both)")
-    rf.add_argument("--all", action="store_true", help="same as --targets bars,emas")
-    rf.add_argument("--ids", default="all")
-    rf.add_argument("--builders", default=None)
-    rf.add_argument("--refreshers", default=None)
-    rf.add_argument("--tfs", default=None)
-    rf.add_argument("--periods", default=None)
-    rf.add_argument("--tf-period-combos", default=None)
-    rf.add_argument("--as-of", default=None, help="source cutoff (exclusive), ISO-8601, default now")
-    rf.add_argument("--full-rebuild", action="store_true")
-    rf.add_argument("--dry-run", action="store_true")
-    rf.add_argument("--run-id", default=None)
+    add_refresh_parser(sub)
     va = sub.add_parser("validate", help="run the validation checks")
     va.add_argument("--ids", default="all")
     va.add_argument("--run-id", default=None)
@@ -135,43 +126,155 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def refresh_options(args: argparse.Namespace) -> tuple[list[str], list[int] | None, RunOptions]:
+TARGET_SHORTCUTS = ("bars", "emas", "all")
+REFUSAL_NO_TARGET = ("refresh needs a target: --bars, --emas or --all (or --targets bars,emas); "
+                     "a bare refresh does nothing on purpose")
+# the refresh flags (argparse dests) that are not DAG params: the CLI's own run controls
+CLI_ONLY_REFRESH = ("as_of", "run_id", "quiet", "refresh_verbose", "log_dir", "log_retention_days")
+
+
+def add_refresh_parser(sub: Any) -> argparse.ArgumentParser:
+    """The ``refresh`` flags: one per run param of :mod:`ta_lab2.params` (the DAG's params), plus
+    the target shortcuts and the CLI's own run controls (:data:`CLI_ONLY_REFRESH`)."""
+    from ta_lab2 import logsetup
+    from ta_lab2.params import RUN_PARAMS
+
+    rf = sub.add_parser("refresh", help="refresh bars and/or EMAs (needs --bars, --emas or --all)",
+                        description="Refresh bars and/or EMAs: the DAG's params as flags, the same freshness "
+                                    "gate, validation and summary. One of --bars, --emas, --all (or --targets) "
+                                    "is required.")
+    tg = rf.add_argument_group("target (one is required)")
+    tg.add_argument("--bars", action="store_true", help="the six bar families (same as --targets bars)")
+    tg.add_argument("--emas", action="store_true", help="the four EMA families (same as --targets emas)")
+    tg.add_argument("--all", action="store_true", help="bars then EMAs (same as --targets bars,emas)")
+    pg = rf.add_argument_group("run params (the DAG's params, same names with dashes)")
+    for p in RUN_PARAMS:
+        shown = ",".join(map(str, p.default)) if isinstance(p.default, list) else p.default
+        help_ = f"{p.help} (default {shown})" if shown != "" else p.help
+        if p.cli == "flag":
+            pg.add_argument(p.flag, dest=p.name, action="store_true", help=p.help)
+        elif p.cli == "toggle":
+            pg.add_argument(p.flag, dest=p.name, action=argparse.BooleanOptionalAction, default=True,
+                            help=p.help + " (default on)")
+        elif p.name == "targets":
+            pg.add_argument(p.flag, dest=p.name, default=None, metavar=p.metavar, help=p.help)
+        else:
+            pg.add_argument(p.flag, dest=p.name, default=None, metavar=p.metavar, help=help_)
+    cg = rf.add_argument_group("CLI only")
+    cg.add_argument("--as-of", default=None, help="source cutoff (exclusive), ISO-8601, default now "
+                                                  "(the DAG uses its data-interval end)")
+    cg.add_argument("--run-id", default=None, help="default cli__<UTC time>_<6 hex>")
+    out = cg.add_mutually_exclusive_group()
+    out.add_argument("-q", "--quiet", action="store_true", help="print only errors and the summary (for cron)")
+    out.add_argument("-v", "--verbose", dest="refresh_verbose", action="store_true",
+                     help="debug detail and third-party logs on the console")
+    cg.add_argument("--log-dir", type=Path, default=None,
+                    help=f"folder of refresh-YYYY-MM-DD.log (env {logsetup.ENV_LOG_DIR}, default .logs)")
+    cg.add_argument("--log-retention-days", type=_positive_int, default=None,
+                    help=f"delete refresh logs older than this (env {logsetup.ENV_RETENTION}, default "
+                         f"{logsetup.DEFAULT_RETENTION_DAYS})")
+    return rf
+
+
+def _targets(args: argparse.Namespace) -> list[str]:
+    shortcuts = [t for t in TARGET_SHORTCUTS if getattr(args, t)]
+    if args.targets is not None:
+        if shortcuts:
+            raise UsageError(f"--targets and --{shortcuts[0]} together: use one of them")
+        return _csv(args.targets)  # ``--targets ""`` is refused later like the DAG's ``targets: []``
+    if not shortcuts:
+        raise UsageError(REFUSAL_NO_TARGET)
+    return ["bars", "emas"] if "all" in shortcuts else [t for t in ("bars", "emas") if t in shortcuts]
+
+
+def _positive_number(flag: str, text: str, *, integer: bool, maximum: float | None = None) -> float | int:
+    try:
+        value: float | int = int(text) if integer else float(text)
+    except ValueError:
+        kind = "an integer" if integer else "a number"
+        raise UsageError(f"{flag}: {text!r} is not {kind}") from None
+    if not value > 0 or (maximum is not None and value > maximum):
+        raise UsageError(f"{flag}: {text!r} must be > 0" + (f" and <= {maximum:g}" if maximum is not None else ""))
+    return value
+
+
+def refresh_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The run's params, in the DAG's shape (``context["params"]``), from the flags."""
+    from ta_lab2.params import RUN_PARAMS, defaults
+
+    params = defaults()
+    params["targets"] = _targets(args)
+    for p in RUN_PARAMS:
+        value = getattr(args, p.name)
+        if p.name == "targets" or value is None:
+            continue
+        if p.cli in ("flag", "toggle"):
+            params[p.name] = bool(value)
+        elif p.name == "ids":
+            parse_ids(value)
+            params[p.name] = value
+        elif p.name == "periods":
+            params[p.name] = list(parse_periods(value))
+        elif p.name == "tf_period_combos":
+            params[p.name] = [f"{tf}:{n}" for tf, n in parse_combos(value)]
+        elif p.cli == "csv":
+            params[p.name] = _csv(value)
+        elif p.cli in ("number", "integer"):
+            params[p.name] = _positive_number(p.flag, value, integer=p.cli == "integer",
+                                              maximum=p.schema.get("maximum"))
+        else:  # pragma: no cover - a new cli kind must be handled here
+            raise AssertionError(f"unhandled cli kind {p.cli} for {p.name}")
+    return params
+
+
+def refresh_options(args: argparse.Namespace) -> tuple[list[str], list[int] | None, RunOptions, dict[str, Any]]:
     from ta_lab2.refresh.runner import plan_components
 
-    # ``--targets ""`` is an empty list, refused like the DAG's ``targets: []`` (not "both")
-    targets = ["bars", "emas"] if args.all or args.targets is None else _csv(args.targets)
+    params = refresh_params(args)
     try:
-        components = plan_components(targets, _csv(args.builders) or None, _csv(args.refreshers) or None)
+        components = plan_components(params["targets"], params["builders"] or None, params["refreshers"] or None)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    opts = RunOptions(as_of=parse_as_of(args.as_of), full_rebuild=args.full_rebuild, dry_run=args.dry_run,
-                      tfs=tuple(_csv(args.tfs)), periods=parse_periods(args.periods),
-                      tf_period_combos=parse_combos(args.tf_period_combos),
+    opts = RunOptions(as_of=parse_as_of(args.as_of), full_rebuild=params["full_rebuild"],
+                      dry_run=params["dry_run"], tfs=tuple(params["tfs"]), periods=tuple(params["periods"]),
+                      tf_period_combos=parse_combos(",".join(params["tf_period_combos"])),
                       run_id=args.run_id or f"cli__{datetime.now(UTC):%Y%m%dT%H%M%S}_{uuid.uuid4().hex[:6]}")
-    return components, parse_ids(args.ids), opts
+    return components, parse_ids(params["ids"]), opts, params
 
 
 def _precheck(args: argparse.Namespace) -> None:
     """The argument checks that need neither the database nor the heavy imports, so that a
     typo is refused at once (the commands repeat them; they are cheap and pure)."""
     if args.command == "refresh":
-        parse_ids(args.ids)
+        refresh_params(args)  # the target refusal and every value check
         parse_as_of(args.as_of)
-        parse_periods(args.periods)
-        parse_combos(args.tf_period_combos)
     elif args.command == "validate":
         parse_ids(args.ids)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from ta_lab2 import logsetup
+
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    refresh = args.command == "refresh"
+    verbose = args.verbose or (refresh and args.refresh_verbose)
+    logsetup.configure_console(verbose=verbose, quiet=refresh and args.quiet,
+                               info_from=logsetup.REFRESH_CONSOLE if refresh else ("ta_lab2",))
     try:
         _precheck(args)
+        if refresh:  # the day's log file gets the full verbose stream once the run starts (logsetup.py)
+            try:
+                args.log_retention_days = logsetup.retention_days(args.log_retention_days)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+            args.argv = " ".join(sys.argv[1:] if argv is None else argv)
+            logsetup.buffer_run_log()
         from ta_lab2 import commands  # heavy imports (pandas, psycopg) only after argument checks
 
         return commands.dispatch(args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:  # a caller running main() in-process (tests, scripts) keeps no handler bound to its streams
+        logsetup.close_run_log()
+        logsetup.reset_console()

@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 
 from ta_lab2.cli import UsageError, parse_ids, refresh_options
-from ta_lab2.ops.summary import format_summary
 from ta_lab2.refresh.plan import RequestError, check_series, resolve_ids
 from ta_lab2.store import db, schema
 
@@ -61,9 +60,14 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
-    from ta_lab2.refresh.runner import run_asset
+    """The DAG's run in one process (``ta_lab2.cli_refresh``): progress lines, the summary, the log path."""
+    import sys
 
-    components, ids, opts = refresh_options(args)
+    from ta_lab2 import logsetup
+    from ta_lab2.cli_refresh import run_refresh
+    from ta_lab2.progress import ConsoleHandler
+
+    components, ids, opts, params = refresh_options(args)
     url = db.resolve_url()
     with db.connect(url) as conn:
         if not opts.dry_run:  # a dry run writes nothing, DDL included
@@ -73,12 +77,25 @@ def cmd_refresh(args: argparse.Namespace) -> int:
             check_series(conn, opts.tfs, opts.periods, opts.tf_period_combos)
         except RequestError as exc:
             raise UsageError(str(exc)) from None
-    results = []
-    for k, asset in enumerate(asset_ids, start=1):
-        results += run_asset(url, asset, components, opts, retries=2)
-        log.info("progress: %d/%d assets done, %d remaining", k, len(asset_ids), len(asset_ids) - k)
-    print(format_summary([r.to_dict() for r in results], run_id=opts.run_id, dry_run=opts.dry_run))
-    return 1 if any(r.status == "failed" for r in results) else 0
+    keep = args.log_retention_days
+    log_path, removed = logsetup.open_run_log(logsetup.log_dir(args.log_dir), keep)
+    log.debug("python -m ta_lab2 %s; log %s; removed %d logs older than %d days: %s", args.argv, log_path,
+              len(removed), keep, ", ".join(p.name for p in removed) or "none")
+    verbose, quiet = args.verbose or args.refresh_verbose, args.quiet
+    live = sys.stdout.isatty() and not quiet
+
+    def to_console(console: object) -> None:
+        logsetup.add_handler(ConsoleHandler(console), verbose=verbose, quiet=quiet, info_from=logsetup.REFRESH_CONSOLE)
+
+    try:
+        run = run_refresh(url, asset_ids, components, opts, params, live=live, on_console=to_console)
+    finally:
+        if live:
+            logsetup.configure_console(verbose=verbose, quiet=quiet, info_from=logsetup.REFRESH_CONSOLE)
+    logging.getLogger("ta_lab2.cli").info("summary:\n%s", run["text"], extra={"file_only": True})
+    print(run["text"], flush=True)
+    print(f"log: {log_path}", flush=True)
+    return 1 if run["assets_failed"] or run["validation_fail"] else 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -145,6 +145,8 @@ def run_component(component: str, batch: list[int], context: Context) -> dict[st
     if component not in components:
         return {"component": component, "status": "not_selected"}
     url = db.resolve_url(airflow=True)
+    if not context["params"].get("continue_on_error", True) and not opts.dry_run:
+        _stop_if_failed(url, component, batch, opts)
     results = []
     for k, asset in enumerate(batch, start=1):
         res = run_step(url, component, asset, opts, selected=components)
@@ -163,6 +165,25 @@ def run_component(component: str, batch: list[int], context: Context) -> dict[st
     return {"component": component, "assets": batch, "status": "dry_run" if opts.dry_run else "ok",
             "rows_written": sum(r.rows_written for r in results),
             "results": [{**r.to_dict(), "details": {}} for r in results] if opts.dry_run else []}
+
+
+def _stop_if_failed(url: str, component: str, batch: list[int], opts: RunOptions) -> None:
+    """``continue_on_error=false``: once any (asset, component) of this run has failed, tasks
+    that start later record ``not_run`` and skip (tasks already running finish)."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from ta_lab2.ops.summary import first_failure
+    from ta_lab2.refresh.context import ComponentResult
+    from ta_lab2.refresh.runner import record_result
+    from ta_lab2.store import audit
+
+    with db.connect(url) as conn:
+        why = first_failure(audit.run_results(conn, opts.run_id))
+    if why is None:
+        return
+    for asset in batch:
+        record_result(url, opts.run_id, ComponentResult(asset, component, status="not_run", error=why))
+    raise AirflowSkipException(why)
 
 
 @classified

@@ -252,7 +252,7 @@ def test_periods_and_tfs_restrict_every_ema_table(fresh_db_url: str, shared_cmc_
     url = fresh_db_url
     assert _cli(url, monkeypatch, "load", str(shared_cmc_dir / "coin_Ethereum.csv")) == 0
     assert _cli(url, monkeypatch, "refresh", "--all", "--ids", "1027", "--periods", "10", "--tfs", "7D,1M_CAL",
-                "--as-of", FINAL_AS_OF) == 0
+                "--as-of", FINAL_AS_OF, "--skip-stale-check") == 0
     assert series_by_table(url) == {
         "multi_tf": {("7D", 10)}, "multi_tf_v2": {("7D", 10)},
         "multi_tf_cal_us": {("1M_CAL", 10)}, "multi_tf_cal_iso": {("1M_CAL", 10)},
@@ -280,10 +280,11 @@ def test_tf_period_combos_write_only_those_series_and_win_over_tfs_x_periods(
     only = {"multi_tf": {("7D", 10)}, "multi_tf_v2": {("7D", 10)}, "multi_tf_cal_us": set(),
             "multi_tf_cal_iso": set(), "multi_tf_cal_anchor_us": set(), "multi_tf_cal_anchor_iso": set()}
     assert _cli(url, monkeypatch, "refresh", "--all", "--ids", "1027", "--tf-period-combos", "7D:10",
-                "--as-of", FINAL_AS_OF) == 0
+                "--as-of", FINAL_AS_OF, "--skip-stale-check") == 0
     assert series_by_table(url) == only
     assert _cli(url, monkeypatch, "refresh", "--targets", "emas", "--ids", "1027", "--periods", "20,50",
-                "--tfs", "14D,1M_CAL", "--tf-period-combos", "7D:10", "--as-of", FINAL_AS_OF) == 0
+                "--tfs", "14D,1M_CAL", "--tf-period-combos", "7D:10", "--as-of", FINAL_AS_OF,
+                "--skip-stale-check") == 0
     assert series_by_table(url) == only
     n = query(url, "SELECT count(*) FROM cmc_ema_multi_tf WHERE id = 1027")[0][0]
     assert n == 2031 - 69  # from the 10th 7D close (day 70) to ETH's last day
@@ -309,7 +310,8 @@ def test_a_corrupted_close_lands_in_ema_rejects_and_the_run_succeeds(
     corrupted.write_text("\n".join(out) + "\n")
     assert _cli(url, monkeypatch, "load", str(corrupted), str(shared_cmc_dir / "coin_Tether.csv")) == 0
     assert _cli(url, monkeypatch, "refresh", "--all", "--ids", "all", "--tfs", "7D,1M_CAL,1W_CAL_ANCHOR_US",
-                "--periods", "10", "--as-of", FINAL_AS_OF, "--run-id", "spike") == 0
+                "--periods", "10", "--as-of", FINAL_AS_OF, "--run-id", "spike", "--skip-stale-check",
+                "--no-validate") == 0  # every step succeeds; validation would FAIL emas.rejects (as in the DAG)
     audit = audit_rows(url, "spike")
     assert {k[1] for k in audit} >= {"bars.1d", "emas.multi_tf", "emas.cal", "emas.cal_anchor", "emas.v2"}
     assert all(v["status"] == "ok" for v in audit.values()), audit

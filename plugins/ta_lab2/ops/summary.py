@@ -90,6 +90,15 @@ def format_summary(
     return "\n".join([head, body, foot, *notes, *problems])
 
 
+def first_failure(results: Sequence[dict[str, Any]]) -> str | None:
+    """``continue_on_error=false``: why the rest of the run is not run (None: nothing failed)."""
+    failed = [r for r in results if r["status"] == "failed"]
+    if not failed:
+        return None
+    return (f"run stopped after asset {failed[0]['asset_id']} {failed[0]['component']} failed "
+            f"(continue_on_error=false)")
+
+
 def expected_results(recorded: Sequence[dict[str, Any]], ids: Sequence[int],
                      components: Sequence[str]) -> list[dict[str, Any]]:
     """Every (asset, component) the run asked for: recorded results first; a missing one is

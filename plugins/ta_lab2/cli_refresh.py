@@ -1,0 +1,145 @@
+"""``python -m ta_lab2 refresh``: the DAG run, in one process.
+
+The same steps as the DAG (``ta_lab2.orchestration``), on the same library code:
+
+1. prepare: schema, the params checked against the warehouse, a ``refresh_runs`` row;
+2. the components in dependency order (all bar builders, then the EMA refreshers), each over
+   every asset in batches of ``batch_size``; a failed (asset, component) skips that asset's
+   dependants (``skipped``, "upstream failed"), other assets carry on;
+3. before the first EMA refresher: the freshness gate (``ops/freshness.py``) per asset,
+   unless ``skip_stale_check``: a stale asset's EMAs are ``skipped`` with the reason. The CLI
+   does not wait: ``wait`` (bars behind the source) skips too, with that reason;
+4. ``validate`` (default on): every check, per asset and cross-asset;
+5. the summary of the DAG's ``summary`` task (``ops/summary.build_run_summary``), persisted
+   to ``refresh_runs``; a Telegram alert when not clean and ``alert_on_error``.
+
+``continue_on_error`` (default on): as above. Off: the first failed (asset, component) stops
+the run; everything not yet run is recorded ``not_run`` ("run stopped after ...").
+Exit code: 1 when any asset failed or was not run, or a validation check FAILed; else 0
+(skipped-as-stale assets and WARNs are reported, exit 0). See docs/decisions.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ta_lab2.ops.summary import first_failure
+from ta_lab2.progress import ProgressReporter
+from ta_lab2.refresh.context import ComponentResult, RunOptions
+from ta_lab2.refresh.runner import record_result, run_step, upstream_of
+from ta_lab2.store import db
+
+log = logging.getLogger("ta_lab2.cli")
+CLI_DAG_ID = "ta_lab2_cli"  # refresh_runs.dag_id of CLI runs
+RETRIES = 2  # transient errors, in process (1 s, 2 s)
+OnResult = Callable[[ComponentResult], None]
+
+
+def freshness_gate(url: str, asset_ids: Sequence[int], opts: RunOptions, params: dict[str, Any],
+                   components: Sequence[str]) -> dict[int, str]:
+    """``{asset id: skip message}`` for the assets whose EMAs the gate skips (recorded in the
+    audit as the DAG's sensor records them: component ``freshness``)."""
+    from ta_lab2.ops import freshness as fr
+
+    if params["skip_stale_check"] or not any(c.startswith("emas.") for c in components) or not asset_ids:
+        return {}
+    with db.connect(url) as conn:
+        decisions = [fr.check(conn, a, opts.as_of, float(params["staleness_hours"])) for a in asset_ids]
+    skip: dict[int, str] = {}
+    for d in decisions:
+        log.debug("asset %s freshness: %s (%s)", d.asset_id, d.decision, d.reason)
+        if d.decision != "fresh":
+            skip[d.asset_id] = d.skip_message
+            log.warning("%s", d.skip_message)
+        if opts.dry_run:
+            continue
+        res = ComponentResult(d.asset_id, "freshness", status="ok" if d.decision == "fresh" else "skipped",
+                              error=None if d.decision == "fresh" else d.skip_message,
+                              details={"reason": d.reason})
+        record_result(url, opts.run_id, res)
+    return {} if opts.dry_run else skip  # a dry run plans everything (as the DAG's sensor does)
+
+
+def run_components(url: str, asset_ids: Sequence[int], components: Sequence[str], opts: RunOptions,
+                   params: dict[str, Any], on_result: OnResult) -> list[ComponentResult]:
+    """Steps 2 and 3 of the module docstring; every result goes to ``on_result`` as it completes."""
+    results: dict[tuple[int, str], ComponentResult] = {}
+    stale: dict[int, str] | None = None
+    stopped: str | None = None
+    size = max(1, int(params["batch_size"]))
+    batches = [list(asset_ids[i:i + size]) for i in range(0, len(asset_ids), size)]
+
+    def emit(res: ComponentResult) -> None:
+        results[(res.asset_id, res.component)] = res
+        if res.status in ("skipped", "not_run") and not opts.dry_run:
+            record_result(url, opts.run_id, res)
+        on_result(res)
+
+    for comp in components:
+        if comp.startswith("emas.") and stale is None and stopped is None:
+            # as in the DAG, the gate sees only assets whose bars.1d did not fail (1d not selected: all)
+            gated = [a for a in asset_ids if results.get((a, "bars.1d")) is None
+                     or results[(a, "bars.1d")].status in ("ok", "dry_run")]
+            stale = freshness_gate(url, gated, opts, params, components)
+        for batch in batches:
+            for asset in batch:
+                if stopped is not None:
+                    emit(ComponentResult(asset, comp, status="not_run", error=stopped))
+                    continue
+                failed_up = [u for u in upstream_of(comp)
+                             if (asset, u) in results and results[(asset, u)].status in ("failed", "skipped")]
+                if failed_up:
+                    emit(ComponentResult(asset, comp, status="skipped",
+                                         error=f"upstream failed: {', '.join(failed_up)}"))
+                elif comp.startswith("emas.") and stale and asset in stale:
+                    emit(ComponentResult(asset, comp, status="skipped", error=stale[asset]))
+                else:
+                    res = run_step(url, comp, asset, opts, retries=RETRIES, selected=components)
+                    emit(res)
+                    if res.status == "failed" and not params["continue_on_error"]:
+                        stopped = first_failure([res.to_dict()])
+    return list(results.values())
+
+
+def run_refresh(url: str, asset_ids: list[int], components: list[str], opts: RunOptions, params: dict[str, Any],
+                *, live: bool = False, on_console: Callable[[Any], None] | None = None) -> dict[str, Any]:
+    """Run, validate and summarise; returns ``build_run_summary``'s dict (``text``, verdict)."""
+    from ta_lab2.ops.summary import build_run_summary
+    from ta_lab2.store import audit
+
+    if not opts.dry_run:
+        with db.transaction(url) as conn:
+            audit.put_run(conn, {"run_id": opts.run_id, "dag_id": CLI_DAG_ID, "as_of": opts.as_of,
+                                 "status": "running", "params": params})
+    log.info("run %s as_of %s: %d assets x %d components (%s)%s", opts.run_id, opts.as_of.isoformat(),
+             len(asset_ids), len(components), ", ".join(components), " (DRY RUN)" if opts.dry_run else "")
+    with ProgressReporter(asset_ids, components, live=live) as progress:
+        if on_console is not None and progress.console is not None:
+            on_console(progress.console)
+        results = run_components(url, asset_ids, components, opts, params, progress.on_result)
+    if params["validate"] and not opts.dry_run and asset_ids:
+        _validate(url, asset_ids, opts.run_id)
+    run = build_run_summary(url, opts, components, asset_ids, dag_id=CLI_DAG_ID, params=params,
+                            dry_run_results=[r.to_dict() for r in results] if opts.dry_run else ())
+    if not run["clean"] and params["alert_on_error"] and not opts.dry_run:
+        from ta_lab2.ops.alerts import send_alert, summary_message
+
+        send_alert(*summary_message(run))
+    return run
+
+
+def _validate(url: str, asset_ids: list[int], run_id: str) -> None:
+    from ta_lab2.ops.validation import run_validation
+
+    log.info("validating %d assets ...", len(asset_ids))
+    report = run_validation(url, asset_ids, run_id, include_global=True)
+    log.debug("validation:\n%s", report.format())
+    for r in report.results:
+        if r.severity == "FAIL":
+            log.error("validation FAIL: asset %s %s: %s", r.asset_id, r.check_name, r.message)
+        elif r.severity == "WARN":
+            log.info("validation WARN: asset %s %s: %s", r.asset_id, r.check_name, r.message)
+    c = report.counts()
+    log.info("validation: PASS %d, WARN %d, FAIL %d", c["PASS"], c["WARN"], c["FAIL"])
