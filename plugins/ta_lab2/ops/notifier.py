@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -137,7 +138,9 @@ def _iso(value: Any) -> str:
 
 # -- "this run alerted a failure" (an Airflow Variable) ----------------------------------------
 def marker_key(dag_id: str, run_id: str) -> str:
-    return f"{MARKER_PREFIX}__{dag_id}__{run_id}"
+    """``ta_lab2_alerted__<dag>__<run>`` with every character but ``[A-Za-z0-9_.-]`` as ``_``
+    (run ids hold ``:`` and ``+``; the key travels in URL paths)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{MARKER_PREFIX}__{dag_id}__{run_id}")[:250]
 
 
 def mark_alerted(dag_id: str, run_id: str, title: str) -> None:
