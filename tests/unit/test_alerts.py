@@ -607,7 +607,9 @@ def test_digest_says_what_failed_why_what_to_clear_and_links_the_grid() -> None:
                              "transient": True, "corruption": False}]}
     severity, title, lines = summary_message(summary, dag_id="ta_lab2_daily_refresh", map_indexes={825: 2})
     assert (severity, title) == (Severity.CRITICAL, "Refresh run CRITICAL problems")
-    assert "asset 825 bars.1d: DataCorruptionError: 15 rows (not retried: data error)" in lines
+    # the critical failure is said once, marked CRITICAL, with why it was not retried
+    assert "CRITICAL: asset 825 bars.1d: DataCorruptionError: 15 rows (not retried: data error)" in lines
+    assert sum("DataCorruptionError" in line for line in lines) == 1
     assert "asset 7 emas.cal: OperationalError: gone (warehouse error: retried, last retry failed)" in lines
     assert "clear: asset.bars.1d map index 2 (asset 825)" in lines
     assert "clear: asset.emas.cal of asset 7" in lines

@@ -517,14 +517,15 @@ def summary_message(summary: Mapping[str, Any], *, dag_id: str | None = None, ba
     else:
         severity, verdict = Severity.INFO, "clean"
     run_id = str(summary.get("run_id", "?"))
+    failures = [f for f in summary.get("failures") or [] if isinstance(f, Mapping)]
+    failure_lines = [f"asset {f.get('asset_id')} {f.get('component')}: {f.get('error')}" for f in failures]
     lines = [f"run: {run_id}"]
-    lines += [f"CRITICAL: {c}" for c in critical]
+    lines += [f"CRITICAL: {c}" for c in critical if c not in failure_lines]  # the others are said below
     lines.append(f"assets: {ok} ok, {failed} failed, {len(skipped)} skipped")
     if isinstance(summary.get("assets_failed"), list | tuple | set) and failed:
         lines.append("failed: " + ", ".join(str(a) for a in summary["assets_failed"]))
-    failures = [f for f in summary.get("failures") or [] if isinstance(f, Mapping)]
-    lines += _capped([f"asset {f.get('asset_id')} {f.get('component')}: {f.get('error')} ({_why(f)})"
-                      for f in failures])
+    lines += _capped([("CRITICAL: " if text in critical else "") + f"{text} ({_why(f)})"
+                      for text, f in zip(failure_lines, failures, strict=True)])
     lines += _capped(skipped)
     lines.append(f"validation: {v_fail} FAIL, {v_warn} WARN")
     lines.append(
