@@ -11,7 +11,8 @@ One Airflow for the module, four scenarios in order:
 2. The source is fixed and 825's instance cleared: the run succeeds and sends ONE ``Resolved``.
 3. ``prepare`` fails (an unknown asset id): exactly ONE message, prepare's own, with
    "not retried: data error" and a task link on the real port.
-4. A run that has not finished 4 h (the default deadline) after its logical date: ONE
+4. A run that has not finished 4 h (the default deadline) after its logical date (triggered
+   with a logical date 4 h minus 5 s ago while the DAG is paused, so it stays queued): ONE
    ``Run late`` message, sent by the triggerer; the run then finishes and sends nothing more.
 
 Finally no task/triggerer/DAG-processor log, message, XCom, rendered field or Variable holds
@@ -223,8 +224,8 @@ def test_run_missing_its_deadline_sends_one_message(airflow: StandaloneAirflow, 
     af = airflow
     start = len(telegram.messages)
     af.patch(f"/api/v2/dags/{DAG}", {"is_paused": True}, update_mask="is_paused")
-    try:  # paused, the run stays queued: it cannot finish before logical date + 4 h, 20 s from now
-        logical = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=4) + timedelta(seconds=20)
+    try:  # paused, the run stays queued: it cannot finish before logical date + 4 h, 5 s from now
+        logical = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=4) + timedelta(seconds=5)
         run_id = _trigger(af, {"ids": [HEALTHY], "targets": ["bars"], "builders": ["1d"], "validate": False},
                           logical)
         [late] = _wait_for(lambda: _texts(telegram, start), 120, "the Run late message from the triggerer")
