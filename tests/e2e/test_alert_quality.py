@@ -40,7 +40,7 @@ from ta_lab2.store import db, schema
 from ta_lab2.store.db import airflow_conn_uri
 from tests.conftest import create_database, drop_database
 from tests.support.fake_telegram import FakeTelegram, check_html
-from tests.support.standalone import StandaloneAirflow, sqlalchemy_url
+from tests.support.standalone import AirflowApiError, StandaloneAirflow, sqlalchemy_url
 from tests.support.warehouse import DAY, history, load_rows
 
 pytestmark = pytest.mark.e2e
@@ -148,6 +148,14 @@ def _logged(af: StandaloneAirflow, text: str) -> bool:
     return any(text in p.read_text(errors="replace") for p in (af.home / "logs").rglob("*.log"))
 
 
+def _absent(af: StandaloneAirflow, path: str) -> bool:
+    try:
+        af.get(path)
+    except AirflowApiError as exc:
+        return exc.status == 404
+    return False
+
+
 def _texts(tg: FakeTelegram, since: int = 0) -> list[str]:
     return [m.text for m in tg.messages[since:]]
 
@@ -199,8 +207,8 @@ def test_poisoned_run_sends_one_digest_and_its_resume_one_resolved(
     assert resolved.splitlines()[:3] == [f"<b>[INFO] Resolved: {DAG}</b>", f"run: {run_id}",
                                          "finished successfully after it was cleared"], resolved
     assert f"grid: {grid}" in resolved
-    with pytest.raises(Exception, match="404"):  # the run's marker is gone: a second success says nothing
-        af.get(f"/api/v2/variables/{marker_key(DAG, run_id)}")
+    _wait_for(lambda: _absent(af, f"/api/v2/variables/{marker_key(DAG, run_id)}"), 30,
+              "the run's marker Variable deleted after the Resolved message (a second success says nothing)")
     assert len(telegram.messages) == start + 2
 
 
