@@ -26,7 +26,7 @@ from typing import Any
 from airflow.sdk import DAG, TaskGroup, get_current_context, task, task_group
 
 from ta_lab2 import orchestration
-from ta_lab2.ops.alerts import on_dag_failure, on_task_failure
+from ta_lab2.ops.notifier import TelegramNotifier, deadline_alert
 from ta_lab2.params import airflow_params
 from ta_lab2.registry import BAR_FAMILY_NAMES, EMA_BAR_DEPENDENCIES, EMA_FAMILY_NAMES
 
@@ -43,7 +43,7 @@ DEFAULT_ARGS: dict[str, Any] = {
     "retry_delay": timedelta(seconds=30),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
-    "on_failure_callback": on_task_failure,
+    "on_failure_callback": TelegramNotifier("task_failure"),  # sends only what the digest cannot report
 }
 
 
@@ -115,7 +115,9 @@ with DAG(
     max_active_runs=1,
     params=PARAMS,
     default_args=DEFAULT_ARGS,
-    on_failure_callback=on_dag_failure,
+    on_failure_callback=TelegramNotifier("dag_failure"),
+    on_success_callback=TelegramNotifier("dag_success"),  # "Resolved" after a failed run was resumed
+    deadline=deadline_alert(),  # late alert: TA_LAB2_DEADLINE_HOURS (default 4) after the logical date
     tags=["ta_lab2", "market-data"],
     doc_md=__doc__,
 ) as dag:

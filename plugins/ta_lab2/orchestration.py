@@ -67,11 +67,14 @@ def classified(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _fail(message: str, severity: str = "error") -> Exception:
+def _fail(message: str, severity: str = "error", *, in_digest: bool = False) -> Exception:
+    """A data error (never retried). ``in_digest``: the run's summary digest reports it, so its
+    task sends no alert of its own (``ta_lab2.ops.notifier`` policy)."""
     from airflow.sdk.exceptions import AirflowFailException
 
     exc = AirflowFailException(message)
     exc.alert_severity = severity  # type: ignore[attr-defined]
+    exc.alert_in_digest = in_digest  # type: ignore[attr-defined]
     return exc
 
 
@@ -263,20 +266,21 @@ def validate_global(context: Context) -> dict[str, Any]:
     log.info("cross-asset validation:\n%s", report.format())
     if report.worst == "FAIL":
         raise _fail("cross-asset validation FAIL: " + "; ".join(
-            r.message for r in report.results if r.severity == "FAIL"))
+            r.message for r in report.results if r.severity == "FAIL"), in_digest=True)
     return {"status": "ok", "counts": report.counts()}
 
 
 @classified
 def summary(context: Context) -> dict[str, Any]:
     """Print and persist the run summary; alert when not clean; fail the run on failures."""
-    from ta_lab2.ops.alerts import send_alert, summary_message
+    from ta_lab2.ops.notifier import send_digest
     from ta_lab2.ops.summary import build_run_summary
 
     components, opts = run_options(context)
     ids = prepared_ids(context)
-    if ids is None:
-        raise _fail(f"run {opts.run_id}: prepare did not succeed, nothing ran (see the prepare task log)")
+    if ids is None:  # prepare's own failure alert is the run's message
+        raise _fail(f"run {opts.run_id}: prepare did not succeed, nothing ran (see the prepare task log)",
+                    in_digest=True)
     planned: list[dict[str, Any]] = []
     if opts.dry_run:  # nothing was recorded: the plans are the tasks' return values
         pulled = context["ti"].xcom_pull(task_ids=[f"asset.{c}" for c in components], default=None) or []
@@ -286,8 +290,8 @@ def summary(context: Context) -> dict[str, Any]:
                             params=dict(context["params"]), dry_run_results=planned)
     print(run["text"])
     if not run["clean"] and context["params"]["alert_on_error"] and not opts.dry_run:
-        send_alert(*summary_message(run), airflow=True)
-    if run["assets_failed"] or run["validation_fail"]:
+        send_digest(run, dag_id=context["dag"].dag_id, batches=context["ti"].xcom_pull(task_ids="prepare"))
+    if run["assets_failed"] or run["validation_fail"]:  # fails the run on purpose: the digest said it
         raise _fail(f"run {opts.run_id} not clean: {len(run['assets_failed'])} assets failed "
-                    f"{run['assets_failed']}, validation FAIL {run['validation_fail']}")
+                    f"{run['assets_failed']}, validation FAIL {run['validation_fail']}", in_digest=True)
     return {k: run[k] for k in ("status", "assets_ok", "assets_failed", "validation_fail", "validation_warn")}

@@ -63,7 +63,12 @@ def dag(airflow_home: Path) -> Any:
     from airflow.dag_processing.dagbag import DagBag
 
     def load() -> Any:
-        bag = DagBag(dag_folder=str(ROOT / "dags"))
+        with pytest.MonkeyPatch.context() as mp:
+            # Airflow 3.3.2's dag.test() crashes when a run of a DAG with a DeadlineAlert succeeds
+            # (it passes the serialized alert where the alert's id is expected); the deadline is
+            # tested on the real scheduler (tests/e2e/test_alert_quality.py)
+            mp.setenv("TA_LAB2_DEADLINE_HOURS", "off")
+            bag = DagBag(dag_folder=str(ROOT / "dags"))
         assert bag.import_errors == {}
         return bag.get_dag("ta_lab2_daily_refresh")
 

@@ -26,13 +26,12 @@ from ta_lab2.ops.alerts import (
     _redact,
     dag_failure_message,
     format_message,
-    on_dag_failure,
-    on_task_failure,
     resolve_config,
     send_alert,
     summary_message,
     task_failure_message,
 )
+from ta_lab2.ops.notifier import TelegramNotifier
 from tests.support.fake_telegram import FakeTelegram, check_html, utf16_len
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,11 +41,16 @@ CHAT = "-1001234567"
 EVIL = '<bad> & "x"'
 
 
+BASE = "http://airflow.example:8793/sub"  # a non-default port and a path prefix
+
+
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (alerts.ENV_TOKEN, alerts.ENV_CHAT_ID, alerts.ENV_BASE_URL, alerts.ENV_MIN_SEVERITY):
+    for name in (alerts.ENV_TOKEN, alerts.ENV_CHAT_ID, alerts.ENV_BASE_URL, alerts.ENV_MIN_SEVERITY,
+                 "TA_LAB2_ALERT_PER_TASK", "TA_LAB2_DEADLINE_HOURS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("AIRFLOW_CONN_TELEGRAM_DEFAULT", raising=False)
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", BASE + "/")
 
 
 @pytest.fixture
@@ -287,9 +291,11 @@ def test_task_failure_message_lists_the_failed_instance() -> None:
         "task: asset.bars.multi_tf",
         "map index: 3 (asset 825)",
         "asset: 825",
-        "try: 2 of 3",
+        "try: 2 of 3 (retries exhausted)",
         f"error: ValueError: {EVIL}",
-        f"log: {ti.log_url}",
+        # built from [api] base_url (not the TI's own log_url), run id URL-quoted
+        f"log: {BASE}/dags/ta_lab2_daily_refresh/runs/manual__2025-01-02T06%3A00%3A00%2B00%3A00"
+        "/tasks/asset.bars.multi_tf/mapped/3?try_number=2",
     ]
     text = format_message(severity, title, lines)
     assert "ValueError: &lt;bad&gt; &amp; &quot;x&quot;" in text and check_html(text) is None
@@ -339,7 +345,7 @@ def test_task_failure_severity(exc: BaseException | None, expected: Severity) ->
 def test_task_failure_message_tolerates_missing_and_raising_attributes() -> None:
     severity, title, lines = task_failure_message({"ti": _BrokenTI()})
     assert title == "Task failed: d.t"
-    assert lines == ["dag: d", "run: r", "task: t", "try: 1"]
+    assert lines == ["dag: d", "run: r", "task: t", "try: 1", f"log: {BASE}/dags/d/runs/r/tasks/t?try_number=1"]
     assert task_failure_message({})[1] == "Task failed: ?.?"
 
 
@@ -352,10 +358,15 @@ def test_dag_failure_message() -> None:
     assert dag_failure_message(context) == (
         Severity.ERROR,
         "DAG run failed: ta_lab2_daily_refresh",
-        ["dag: ta_lab2_daily_refresh", "run: r1", "reason: task_failure"],
+        ["dag: ta_lab2_daily_refresh", "run: r1", "reason: task_failure",
+         f"grid: {BASE}/dags/ta_lab2_daily_refresh/runs/r1"],
     )
-    context["ti"] = SimpleNamespace(task_id="summary", state="failed", log_url="http://h/log")
-    assert dag_failure_message(context)[2][-2:] == ["last task: summary (state failed)", "log: http://h/log"]
+    context["ti"] = SimpleNamespace(task_id="summary", state="failed")
+    assert dag_failure_message(context)[2][-2:] == ["last task: summary (failed)",
+                                                    f"grid: {BASE}/dags/ta_lab2_daily_refresh/runs/r1"]
+    context["ti"] = SimpleNamespace(task_id="summary", state=None)  # the DAG processor's last_ti: no "state ?"
+    assert "last task: summary" in dag_failure_message(context)[2]
+    assert not any("?" in line for line in dag_failure_message(context)[2])
 
 
 CLEAN: dict[str, Any] = {
@@ -439,39 +450,249 @@ def test_missing_airflow_connection_falls_back_to_env(env_config: None) -> None:
     assert config is not None and config.source == "env"
 
 
-# -- callbacks --------------------------------------------------------------------------------
-def test_task_failure_callback_sends_through_the_connection(
-    tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch
-) -> None:
+# -- the notifier (callbacks) ------------------------------------------------------------------
+def _conn_env(monkeypatch: pytest.MonkeyPatch, tg: FakeTelegram) -> None:
     conn = {"conn_type": "telegram", "password": TOKEN, "host": CHAT, "extra": {"base_url": tg.base_url}}
     monkeypatch.setenv("AIRFLOW_CONN_TELEGRAM_DEFAULT", json.dumps(conn))
 
-    on_task_failure({"ti": _ti(), "exception": RuntimeError(EVIL), "params": {"alert_on_error": True}})
+
+def _fail_exc(message: str = "bad data", in_digest: bool = False) -> Exception:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    exc = AirflowFailException(message)
+    exc.alert_in_digest = in_digest  # type: ignore[attr-defined]
+    return exc
+
+
+def test_task_notifier_sends_through_the_connection_for_an_unmapped_task(
+    tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _conn_env(monkeypatch, tg)
+    ti = _ti(task_id="prepare", map_index=-1, try_number=1, max_tries=2)
+
+    TelegramNotifier("task_failure")({"ti": ti, "exception": _fail_exc(EVIL), "params": {"alert_on_error": True}})
 
     [message] = tg.messages
-    assert message.text.startswith("<b>[ERROR] Task failed: ta_lab2_daily_refresh.asset.bars.multi_tf[3]</b>")
-    assert "RuntimeError: &lt;bad&gt; &amp; &quot;x&quot;" in message.text
+    assert message.text.startswith("<b>[ERROR] Task failed: ta_lab2_daily_refresh.prepare</b>")
+    assert "AirflowFailException: &lt;bad&gt; &amp; &quot;x&quot;" in message.text
+    assert "not retried: data error" in message.text and "try:" not in message.text
+    assert f"log: {BASE}/dags/ta_lab2_daily_refresh/runs/" in message.text
+
+
+def test_mapped_asset_task_failure_is_left_to_the_digest_unless_per_task(
+    tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _conn_env(monkeypatch, tg)
+    context: dict[str, Any] = {"ti": _ti(), "exception": _fail_exc(), "params": {"alert_per_task": False}}
+    TelegramNotifier("task_failure")(context)
+    assert tg.calls == []
+
+    context["params"] = {"alert_per_task": True}  # the param, for one run
+    TelegramNotifier("task_failure")(context)
+    assert len(tg.messages) == 1
+
+    context["params"] = {}
+    monkeypatch.setenv("TA_LAB2_ALERT_PER_TASK", "true")  # the env, for every run
+    TelegramNotifier("task_failure")(context)
+    assert len(tg.messages) == 2
+
+
+@pytest.mark.parametrize(
+    ("task_id", "map_index", "exc", "per_task", "send"),
+    [
+        ("asset.bars.1d", 0, "data", False, False),  # in the digest
+        ("asset.bars.1d", 4, "transient", False, False),  # in the digest (critical line), or summary fails
+        ("prepare", -1, "data", False, True),  # nothing runs: no digest
+        ("prepare", -1, "transient", False, True),  # warehouse unreachable after the retries
+        ("summary", -1, "digest", False, False),  # fails the run on purpose after sending the digest
+        ("summary", -1, "transient", False, True),  # the digest could not be built
+        ("validate_global", -1, "digest", False, False),  # cross-asset FAIL: listed in the digest
+        ("publish", -1, "data", False, True),  # a task after summary: the digest never sees it
+        ("summary", -1, "digest", True, True),  # alert_per_task: every failed task
+        ("asset.bars.1d", 0, "data", True, True),
+    ],
+)
+def test_task_failure_policy(task_id: str, map_index: int, exc: str, per_task: bool, send: bool) -> None:
+    from ta_lab2.ops.notifier import task_failure_decision
+    from ta_lab2.orchestration import TransientWarehouseError
+
+    error = {"data": _fail_exc(), "digest": _fail_exc(in_digest=True),
+             "transient": TransientWarehouseError("connection refused")}[exc]
+    context = {"ti": _ti(task_id=task_id, map_index=map_index), "exception": error}
+    assert task_failure_decision(context, per_task)[0] is send
+
+
+def test_dag_failure_policy() -> None:
+    from ta_lab2.ops.notifier import dag_failure_decision
+
+    assert dag_failure_decision(already_alerted=True, per_task=False)[0] is False
+    assert dag_failure_decision(already_alerted=False, per_task=False)[0] is True  # e.g. failed by hand
+    assert dag_failure_decision(already_alerted=True, per_task=True)[0] is True
+
+
+def test_try_line_is_truthful() -> None:
+    from ta_lab2.orchestration import TransientWarehouseError
+
+    assert alerts.try_line(_fail_exc(), 1, 2) == "not retried: data error"
+    assert alerts.try_line(TransientWarehouseError("x"), 3, 2) == "try: 3 of 3 (retries exhausted)"
+    assert alerts.try_line(ValueError("x"), 1, 0) == "try: 1 of 1 (retries exhausted)"
+    assert alerts.try_line(ValueError("x"), None, 2) is None
 
 
 @pytest.mark.parametrize("flag", [False, "false"])
-def test_alert_on_error_false_suppresses_callbacks(tg: FakeTelegram, env_config: None, flag: object) -> None:
-    on_task_failure({"ti": _ti(), "exception": ValueError("x"), "params": {"alert_on_error": flag}})
+def test_alert_on_error_false_suppresses_callbacks(
+    tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch, flag: object
+) -> None:
+    _conn_env(monkeypatch, tg)
+    TelegramNotifier("task_failure")({"ti": _ti(map_index=-1), "exception": ValueError("x"),
+                                      "params": {"alert_on_error": flag}})
     dag = SimpleNamespace(dag_id="d", params={"alert_on_error": flag})
-    on_dag_failure({"dag": dag, "run_id": "r1", "reason": "task_failure"})
+    TelegramNotifier("dag_failure")({"dag": dag, "run_id": "r1", "reason": "task_failure"})
     assert tg.calls == []
 
 
-def test_dag_failure_callback_reads_dag_params_and_sends(tg: FakeTelegram, env_config: None) -> None:
-    on_dag_failure({"dag": SimpleNamespace(dag_id="d", params={}), "run_id": "r1", "reason": "task_failure"})
-    assert tg.messages[0].text.startswith("<b>[ERROR] DAG run failed: d</b>")
+def test_dag_failure_sends_when_nothing_was_alerted_and_not_after_an_alert(
+    tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _conn_env(monkeypatch, tg)
+    context = {"dag": SimpleNamespace(dag_id="d", params={}), "run_id": "r1", "reason": "task_failure"}
+    TelegramNotifier("dag_failure")(context)
+    [message] = tg.messages
+    assert message.text.startswith("<b>[ERROR] DAG run failed: d</b>")
+    assert f"grid: {BASE}/dags/d/runs/r1" in message.text
+    # the run's marker (an Airflow Variable; here from the env, as Airflow's env secrets backend reads it)
+    monkeypatch.setenv("AIRFLOW_VAR_TA_LAB2_ALERTED__D__R1", json.dumps({"title": "Refresh run failures"}))
+    TelegramNotifier("dag_failure")(context)
+    assert len(tg.messages) == 1
 
 
-def test_callbacks_never_raise(tg: FakeTelegram, env_config: None) -> None:
+def test_success_after_an_alerted_failure_sends_one_resolved_message(
+    tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _conn_env(monkeypatch, tg)
+    context = {"dag": SimpleNamespace(dag_id="d", params={}), "run_id": "r1", "reason": "success"}
+    TelegramNotifier("dag_success")(context)
+    assert tg.calls == []  # a run that never alerted: nothing to resolve
+    monkeypatch.setenv("AIRFLOW_VAR_TA_LAB2_ALERTED__D__R1", json.dumps({"title": "Refresh run failures"}))
+    TelegramNotifier("dag_success")(context)  # INFO, sent although the minimum is error
+    [message] = tg.messages
+    assert message.text.splitlines() == [
+        "<b>[INFO] Resolved: d</b>", "run: r1", "finished successfully after it was cleared",
+        "earlier alert: Refresh run failures", f"grid: {BASE}/dags/d/runs/r1"]
+
+
+async def _awaited(notifier: TelegramNotifier) -> None:
+    await notifier  # what the triggerer does with the object it built
+
+
+def test_notifiers_never_raise(tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch) -> None:
+    _conn_env(monkeypatch, tg)
     tg.fail_next(10)
-    on_task_failure({"ti": _BrokenTI(), "params": object()})  # params without .get: alerts stay on
-    on_task_failure({"ti": _ti(map_index="not-an-int", max_tries="x")})
-    on_dag_failure({})
-    assert tg.messages == [] and len(tg.calls) == 3
+    TelegramNotifier("task_failure")({"ti": _BrokenTI(), "params": object()})  # params without .get
+    TelegramNotifier("task_failure")({"ti": _ti(map_index="not-an-int", max_tries="x")})
+    TelegramNotifier("dag_failure")({})
+    asyncio.run(_awaited(TelegramNotifier("deadline_missed", context={"dag_run": "not a dict"})))
+    assert tg.messages == [] and len(tg.calls) == 3  # three tried, none raised
+    with pytest.raises(ValueError, match="event 'later'"):
+        TelegramNotifier("later")
+
+
+# -- the digest and the deadline ------------------------------------------------------------------
+def test_digest_says_what_failed_why_what_to_clear_and_links_the_grid() -> None:
+    summary = {**CLEAN, "run_id": "manual__2026-01-02T06:00:00+00:00", "assets_ok": [1, 52],
+               "assets_failed": [825], "critical": ["asset 825 bars.1d: DataCorruptionError: 15 rows"],
+               "failures": [{"asset_id": 825, "component": "bars.1d", "error": "DataCorruptionError: 15 rows",
+                             "transient": False, "corruption": True},
+                            {"asset_id": 7, "component": "emas.cal", "error": "OperationalError: gone",
+                             "transient": True, "corruption": False}]}
+    severity, title, lines = summary_message(summary, dag_id="ta_lab2_daily_refresh", map_indexes={825: 2})
+    assert (severity, title) == (Severity.CRITICAL, "Refresh run CRITICAL problems")
+    # the critical failure is said once, marked CRITICAL, with why it was not retried
+    assert "CRITICAL: asset 825 bars.1d: DataCorruptionError: 15 rows (not retried: data error)" in lines
+    assert sum("DataCorruptionError" in line for line in lines) == 1
+    assert "asset 7 emas.cal: OperationalError: gone (warehouse error: retried, last retry failed)" in lines
+    assert "clear: asset.bars.1d map index 2 (asset 825)" in lines
+    assert "clear: asset.emas.cal of asset 7" in lines
+    assert "clear with Downstream on and Only failed off, after fixing the cause" in lines
+    assert lines[-1] == f"grid: {BASE}/dags/ta_lab2_daily_refresh/runs/manual__2026-01-02T06%3A00%3A00%2B00%3A00"
+    assert check_html(format_message(severity, title, lines)) is None
+
+
+def test_ui_base_url_falls_back_to_the_api_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AIRFLOW__API__BASE_URL")
+    monkeypatch.setenv("AIRFLOW__API__PORT", "9181")
+    assert alerts.ui_base_url() == "http://localhost:9181"
+
+
+DEADLINE_CONTEXT: dict[str, Any] = {
+    "dag_run": {"dag_id": "ta_lab2_daily_refresh", "dag_run_id": "scheduled__2026-01-02T06:00:00+00:00",
+                "logical_date": "2026-01-02T06:00:00Z", "run_type": "scheduled", "state": "running", "conf": {}},
+    "deadline": {"id": "x", "deadline_time": "2026-01-02T10:00:00Z"},
+}
+
+
+def test_deadline_message() -> None:
+    from ta_lab2.ops.notifier import deadline_message
+
+    severity, title, lines = deadline_message(DEADLINE_CONTEXT, 4.0)
+    assert (severity, title) == (Severity.ERROR, "Run late: ta_lab2_daily_refresh")
+    assert lines[:5] == ["run: scheduled__2026-01-02T06:00:00+00:00", "not finished 4 h after its logical date",
+                         "logical date: 2026-01-02T06:00:00Z", "deadline: 2026-01-02T10:00:00Z",
+                         "state when the deadline passed: running"]
+    assert lines[-1].startswith(f"grid: {BASE}/dags/ta_lab2_daily_refresh/runs/scheduled__")
+    assert deadline_message(DEADLINE_CONTEXT, 0.25)[2][1] == "not finished 15 min after its logical date"
+
+
+def test_deadline_notifier_awaited_as_the_triggerer_does_sends_once(
+    tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``CallbackTrigger`` imports the class, calls it with the kwargs and ``context`` and awaits it."""
+    from airflow.triggers.callback import CallbackTrigger
+
+    from ta_lab2.ops.notifier import deadline_alert
+
+    _conn_env(monkeypatch, tg)
+    alert = deadline_alert(hours=4.0)
+    trigger = CallbackTrigger(alert.callback.path, {**alert.callback.kwargs, "context": DEADLINE_CONTEXT})
+
+    async def run() -> list[Any]:
+        return [event.payload async for event in trigger.run()]
+
+    events = asyncio.run(run())
+    assert events[-1]["state"] == "success", events
+    [message] = tg.messages
+    assert message.text.startswith("<b>[ERROR] Run late: ta_lab2_daily_refresh</b>")
+
+    backfill = {**DEADLINE_CONTEXT, "dag_run": {**DEADLINE_CONTEXT["dag_run"], "run_type": "backfill"}}
+    asyncio.run(_awaited(TelegramNotifier("deadline_missed", hours=4.0, context=backfill)))
+    assert len(tg.messages) == 1  # a backfill of past dates is late by construction: no alert
+
+
+@pytest.mark.parametrize(("raw", "hours"), [(None, 4.0), ("6", 6.0), ("0.01", 0.01), ("off", None), ("0", None),
+                                            ("-3", 4.0), ("soon", 4.0)])
+def test_deadline_hours_setting(raw: str | None, hours: float | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ta_lab2.ops.notifier import deadline_alert, deadline_hours
+
+    assert deadline_hours({} if raw is None else {"TA_LAB2_DEADLINE_HOURS": raw}) == hours
+    if raw is not None:
+        monkeypatch.setenv("TA_LAB2_DEADLINE_HOURS", raw)
+    alert = deadline_alert()  # what the DAG file calls at parse time
+    if hours is None:
+        assert alert is None
+    else:
+        assert alert.interval.total_seconds() == hours * 3600
+        assert alert.callback.path == "ta_lab2.ops.notifier.TelegramNotifier"
+
+
+def test_a_notifier_instance_is_no_deadline_callback() -> None:
+    """Why ``deadline_alert`` wraps the class in an ``AsyncCallback`` (AIRFLOW_NOTES)."""
+    from datetime import timedelta
+
+    from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
+
+    with pytest.raises(ValueError, match="not currently supported"):
+        DeadlineAlert(reference=DeadlineReference.DAGRUN_LOGICAL_DATE, interval=timedelta(hours=1),
+                      callback=TelegramNotifier("deadline_missed"))  # type: ignore[arg-type]
 
 
 def test_send_alert_works_inside_a_running_event_loop(tg: FakeTelegram, config: TelegramConfig) -> None:

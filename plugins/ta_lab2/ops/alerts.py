@@ -1,7 +1,8 @@
-"""Telegram alerts: severity filter, config resolution, HTML messages, Airflow callbacks.
+"""Telegram alerts: severity filter, config resolution, HTML messages, message builders.
 
-Contract (OPERATIONS.md §7): failure callbacks on every task and on the DAG run, a summary alert
-when a run is not clean, severities ``critical > error > warning > info`` with a minimum
+Contract (OPERATIONS.md §7): a summary alert (the run's digest) when a run is not clean, failure
+alerts for what the digest cannot report (the Airflow side: :mod:`ta_lab2.ops.notifier`, whose
+policy decides which callbacks send), severities ``critical > error > warning > info`` with a minimum
 (default ``error``), HTML-escaped messages, and an alert that fails is logged, never raised.
 
 Configuration, resolved by :func:`resolve_config` (one place):
@@ -138,6 +139,10 @@ def _config_from_connection(conn_id: str) -> TelegramConfig | None:
         level = logging.DEBUG if type(exc).__name__ == "AirflowNotFoundException" else logging.WARNING
         log.log(level, "Telegram connection %r not usable (%s): trying env", conn_id, type(exc).__name__)
         return None
+    return _config_from_conn(conn, conn_id)
+
+
+def _config_from_conn(conn: Any, conn_id: str) -> TelegramConfig | None:
     extra = conn.extra_dejson if isinstance(conn.extra_dejson, dict) else {}
     token = conn.password or ""
     chat_id = str(extra.get("chat_id") or conn.host or "")
@@ -146,6 +151,18 @@ def _config_from_connection(conn_id: str) -> TelegramConfig | None:
         return None
     base_url = str(extra.get("base_url") or DEFAULT_BASE_URL)
     return TelegramConfig(token=token, chat_id=chat_id, base_url=base_url, source=f"connection {conn_id}")
+
+
+async def _aconfig_from_connection(conn_id: str) -> TelegramConfig | None:
+    try:
+        from airflow.sdk import BaseHook
+
+        conn = await BaseHook.aget_connection(conn_id)
+    except Exception as exc:
+        level = logging.DEBUG if type(exc).__name__ == "AirflowNotFoundException" else logging.WARNING
+        log.log(level, "Telegram connection %r not usable (%s): trying env", conn_id, type(exc).__name__)
+        return None
+    return _config_from_conn(conn, conn_id)
 
 
 def _config_from_env() -> TelegramConfig | None:
@@ -212,6 +229,7 @@ def send_alert(
     config: TelegramConfig | None = None,
     min_severity: Severity | str | None = None,
     airflow: bool = False,
+    conn_id: str = CONN_ID,
 ) -> bool:
     """Send one alert; True when Telegram accepted it. Never raises.
 
@@ -228,7 +246,7 @@ def send_alert(
         if sev < minimum:
             log.debug("alert below minimum severity %s, not sent: %s", minimum.name, first_line)
             return False
-        cfg = config if config is not None else resolve_config(airflow)
+        cfg = config if config is not None else resolve_config(airflow, conn_id=conn_id)
         if cfg is None:
             log.info("Telegram not configured: alert not sent: %s", first_line)
             return False
@@ -236,6 +254,46 @@ def send_alert(
         text = format_message(sev, title, lines)
         with _redacting_library_logs(token):
             _run_coroutine(lambda: _deliver(cfg, text))
+        log.info("Telegram alert sent to chat %s: %s", cfg.chat_id, _redact(first_line, token))
+        return True
+    except Exception as exc:
+        log.warning("Telegram alert not sent: %s: %s", type(exc).__name__, _redact(str(exc), token))
+        return False
+
+
+async def asend_alert(
+    severity: Severity | str,
+    title: str,
+    lines: Sequence[str],
+    *,
+    config: TelegramConfig | None = None,
+    min_severity: Severity | str | None = None,
+    airflow: bool = False,
+    conn_id: str = CONN_ID,
+) -> bool:
+    """:func:`send_alert` for async callers (the triggerer runs deadline callbacks in its event
+    loop): the connection is read with ``BaseHook.aget_connection`` and the message is sent on
+    the caller's loop. Same contract: True when sent, never raises, the token never logged."""
+    token: str | None = config.token if config is not None else None
+    try:
+        sev = Severity.parse(severity)
+        minimum = Severity.parse(min_severity) if min_severity is not None else min_severity_from_env()
+        first_line = f"[{sev.name}] {(str(title).splitlines() or [''])[0]}"
+        if sev < minimum:
+            log.debug("alert below minimum severity %s, not sent: %s", minimum.name, first_line)
+            return False
+        cfg = config
+        if cfg is None and airflow:
+            cfg = await _aconfig_from_connection(conn_id)
+        if cfg is None:
+            cfg = _config_from_env()
+        if cfg is None:
+            log.info("Telegram not configured: alert not sent: %s", first_line)
+            return False
+        token = cfg.token
+        text = format_message(sev, title, lines)
+        with _redacting_library_logs(token):
+            await asyncio.wait_for(_deliver(cfg, text), timeout=4 * SEND_TIMEOUT_S)
         log.info("Telegram alert sent to chat %s: %s", cfg.chat_id, _redact(first_line, token))
         return True
     except Exception as exc:
@@ -323,12 +381,63 @@ def _redacting_library_logs(token: str) -> Generator[None, None, None]:
 
 
 # -- message builders (pure) ------------------------------------------------------------------
-def task_failure_message(context: Mapping[str, Any]) -> tuple[Severity, str, list[str]]:
+def ui_base_url() -> str:
+    """Airflow's UI/API base URL: ``[api] base_url``, else ``http://localhost:<[api] port>``.
+
+    Never ``http://localhost:8080`` by default: behind a non-default port (or a proxy) the
+    links in the alerts must open. Outside Airflow (no config): ``http://localhost:8080``.
+    """
+    try:
+        from airflow.configuration import conf
+
+        base = (conf.get("api", "base_url", fallback="") or "").strip()
+        if base:
+            return base.rstrip("/")
+        return f"http://localhost:{conf.get('api', 'port', fallback='8080')}"
+    except Exception:  # no Airflow config at all (CLI, unit tests)
+        return "http://localhost:8080"
+
+
+def run_url(dag_id: str, run_id: str, base: str | None = None) -> str:
+    """The run's grid in the Airflow UI: ``<base>/dags/<dag_id>/runs/<run_id>``."""
+    return f"{(base or ui_base_url()).rstrip('/')}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
+
+
+def task_url(dag_id: str, run_id: str, task_id: str, map_index: int | None = None,
+             try_number: int | None = None, base: str | None = None) -> str:
+    """One task instance (its log tab) in the Airflow UI, as Airflow's own ``log_url`` builds it."""
+    url = f"{run_url(dag_id, run_id, base)}/tasks/{quote(task_id, safe='')}"
+    if isinstance(map_index, int) and map_index >= 0:
+        url += f"/mapped/{map_index}"
+    if isinstance(try_number, int) and try_number > 0:
+        url += f"?try_number={try_number}"
+    return url
+
+
+def is_data_error(exc: Any) -> bool:
+    """True for errors Airflow does not retry (``AirflowFailException``: data or params)."""
+    return isinstance(exc, BaseException) and any(
+        c.__name__ == "AirflowFailException" for c in type(exc).__mro__)
+
+
+def try_line(exc: Any, try_number: Any, max_tries: Any) -> str | None:
+    """``not retried: data error`` for errors that are never retried, else ``try: N of M``
+    (M = retries + 1: the failure callback runs after the last of them), else None."""
+    if is_data_error(exc):
+        return "not retried: data error"
+    if not isinstance(try_number, int) or isinstance(try_number, bool):
+        return None
+    if isinstance(max_tries, int) and not isinstance(max_tries, bool):
+        return f"try: {try_number} of {max(max_tries + 1, try_number)} (retries exhausted)"
+    return f"try: {try_number}"
+
+
+def task_failure_message(context: Mapping[str, Any], base_url: str | None = None) -> tuple[Severity, str, list[str]]:
     """(severity, title, lines) for an Airflow task failure callback context.
 
     Lines: dag, run id, task (the component), map index with the rendered map index, asset id(s)
-    from the task's ``op_kwargs`` or its positional batch when present, try number, the
-    exception, the log URL.
+    from the task's ``op_kwargs`` or its positional batch when present, the try line
+    (:func:`try_line`), the exception, the task's link built from :func:`ui_base_url`.
     Severity is ``error``; ``critical`` when the exception says so (``alert_severity =
     "critical"`` on its class or instance) or is a database ``OperationalError`` about an
     unreachable server (the failure callback runs after the last retry).
@@ -347,23 +456,23 @@ def task_failure_message(context: Mapping[str, Any]) -> tuple[Severity, str, lis
     asset = _asset_ids(context)
     if asset is not None:
         lines.append(f"asset: {asset}")
-    try_number, max_tries = _attr(ti, "try_number"), _attr(ti, "max_tries")
-    if try_number is not None:
-        lines.append(f"try: {try_number}" + (f" of {max_tries + 1}" if isinstance(max_tries, int) else ""))
+    try_number = _attr(ti, "try_number")
+    if (tries := try_line(exc, try_number, _attr(ti, "max_tries"))) is not None:
+        lines.append(tries)
     if exc is not None:
         lines.append(f"error: {_exception_text(exc)}")
-    log_url = _attr(ti, "log_url")
-    if log_url:
-        lines.append(f"log: {log_url}")
+    if "?" not in (dag_id, run_id, task_id):
+        lines.append(f"log: {task_url(dag_id, run_id, task_id, map_index, try_number, base_url)}")
     title = f"Task failed: {dag_id}.{task_id}" + (f"[{map_index}]" if mapped else "")
     return _exception_severity(exc), title, lines
 
 
-def dag_failure_message(context: Mapping[str, Any]) -> tuple[Severity, str, list[str]]:
+def dag_failure_message(context: Mapping[str, Any], base_url: str | None = None) -> tuple[Severity, str, list[str]]:
     """(severity ``error``, title, lines) for an Airflow DAG-run failure callback context.
 
     The DAG processor passes ``dag``, ``run_id`` and ``reason``, plus the template context of
-    the last task instance when it has one (its task id and log URL are then included).
+    the last task instance when it has one (its task id, and its state when known, are then
+    included). The last line links to the run's grid.
     """
     dag_run = context.get("dag_run")
     dag_id = _attr(context.get("dag"), "dag_id") or _attr(dag_run, "dag_id") or "?"
@@ -372,19 +481,25 @@ def dag_failure_message(context: Mapping[str, Any]) -> tuple[Severity, str, list
     if context.get("reason"):
         lines.append(f"reason: {context['reason']}")
     ti = context.get("ti") or context.get("task_instance")
-    if ti is not None:
-        lines.append(f"last task: {_attr(ti, 'task_id') or '?'} (state {_attr(ti, 'state') or '?'})")
-        if log_url := _attr(ti, "log_url"):
-            lines.append(f"log: {log_url}")
+    if ti is not None and (last := _attr(ti, "task_id")):
+        state = _attr(ti, "state")
+        lines.append(f"last task: {last}" + (f" ({getattr(state, 'value', state)})" if state else ""))
+    if "?" not in (dag_id, run_id):
+        lines.append(f"grid: {run_url(dag_id, run_id, base_url)}")
     return Severity.ERROR, f"DAG run failed: {dag_id}", lines
 
 
-def summary_message(summary: Mapping[str, Any]) -> tuple[Severity, str, list[str]]:
-    """(severity, title, lines) for a refresh-run summary.
+def summary_message(summary: Mapping[str, Any], *, dag_id: str | None = None, base_url: str | None = None,
+                    map_indexes: Mapping[int, int] | None = None) -> tuple[Severity, str, list[str]]:
+    """(severity, title, lines) for a refresh-run summary: the run's one digest.
 
     Keys: ``run_id``, ``assets_ok``, ``assets_failed`` (counts or lists of ids),
     ``assets_skipped`` (list of reasons), ``validation_fail``, ``validation_warn``,
-    ``rejects``, ``repairs`` (counts or lists), ``critical`` (list of messages).
+    ``rejects``, ``repairs`` (counts or lists), ``critical`` (list of messages), and
+    ``failures`` (optional: one dict per failed (asset, component) with ``error``,
+    ``transient``, ``corruption``). With ``dag_id`` the digest also says what to clear (the
+    failed task and its map index from ``map_indexes``: asset id -> map index) and links to the
+    run's grid.
     Severity: ``critical`` if any critical message; else ``error`` if an asset failed or a
     validation check FAILed; else ``warning`` if an asset was skipped (stale) or a check WARNed;
     else ``info`` (clean run).
@@ -401,17 +516,43 @@ def summary_message(summary: Mapping[str, Any]) -> tuple[Severity, str, list[str
         severity, verdict = Severity.WARNING, "warnings"
     else:
         severity, verdict = Severity.INFO, "clean"
-    lines = [f"run: {summary.get('run_id', '?')}"]
-    lines += [f"CRITICAL: {c}" for c in critical]
+    run_id = str(summary.get("run_id", "?"))
+    failures = [f for f in summary.get("failures") or [] if isinstance(f, Mapping)]
+    failure_lines = [f"asset {f.get('asset_id')} {f.get('component')}: {f.get('error')}" for f in failures]
+    lines = [f"run: {run_id}"]
+    lines += [f"CRITICAL: {c}" for c in critical if c not in failure_lines]  # the others are said below
     lines.append(f"assets: {ok} ok, {failed} failed, {len(skipped)} skipped")
     if isinstance(summary.get("assets_failed"), list | tuple | set) and failed:
         lines.append("failed: " + ", ".join(str(a) for a in summary["assets_failed"]))
+    lines += _capped([("CRITICAL: " if text in critical else "") + f"{text} ({_why(f)})"
+                      for text, f in zip(failure_lines, failures, strict=True)])
     lines += _capped(skipped)
     lines.append(f"validation: {v_fail} FAIL, {v_warn} WARN")
     lines.append(
         f"rows: {_count(summary.get('rejects'))} rejected, {_count(summary.get('repairs'))} repaired"
     )
+    if dag_id and failures:
+        lines += _capped([f"clear: {_clear_target(f, map_indexes)}" for f in failures])
+        lines.append("clear with Downstream on and Only failed off, after fixing the cause")
+    if dag_id and run_id != "?":
+        lines.append(f"grid: {run_url(dag_id, run_id, base_url)}")
     return severity, f"Refresh run {verdict}", lines
+
+
+def _why(failure: Mapping[str, Any]) -> str:
+    if failure.get("transient"):
+        return "warehouse error: retried, last retry failed"
+    return "not retried: data error"
+
+
+def _clear_target(failure: Mapping[str, Any], map_indexes: Mapping[int, int] | None) -> str:
+    task = f"asset.{failure.get('component')}"
+    try:
+        index = (map_indexes or {}).get(int(failure.get("asset_id")))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        index = None
+    return f"{task} map index {index} (asset {failure.get('asset_id')})" if index is not None \
+        else f"{task} of asset {failure.get('asset_id')}"
 
 
 def _capped(items: list[str]) -> list[str]:
@@ -477,40 +618,22 @@ def _exception_severity(exc: Any) -> Severity:
     return Severity.ERROR
 
 
-# -- Airflow callbacks ------------------------------------------------------------------------
-def alerts_enabled(context: Mapping[str, Any]) -> bool:
-    """``params["alert_on_error"]`` from the context (or the DAG's params); default True."""
+# -- Airflow params ---------------------------------------------------------------------------
+def param_flag(context: Mapping[str, Any], name: str, default: bool) -> bool:
+    """Boolean DAG param ``name`` from the context (or the DAG's params); ``"false"`` etc. are
+    false; unreadable params give ``default``."""
     params = context.get("params")
     if params is None:
         params = _attr(context.get("dag"), "params")
     try:
-        value = params.get("alert_on_error", True) if params is not None else True
+        value = params.get(name, default) if params is not None else default
     except Exception:
-        return True
+        return default
     if isinstance(value, str):
         return value.strip().lower() not in _FALSE_STRINGS
     return bool(value)
 
 
-def on_task_failure(context: Mapping[str, Any]) -> None:
-    """``on_failure_callback`` for tasks: alert unless ``alert_on_error`` is off. Never raises."""
-    _callback(context, task_failure_message)
-
-
-def on_dag_failure(context: Mapping[str, Any]) -> None:
-    """``on_failure_callback`` for the DAG run: alert unless ``alert_on_error`` is off. Never raises."""
-    _callback(context, dag_failure_message)
-
-
-def _callback(
-    context: Mapping[str, Any],
-    build: Callable[[Mapping[str, Any]], tuple[Severity, str, list[str]]],
-) -> None:
-    try:
-        if not alerts_enabled(context):
-            log.info("alert_on_error is off: no Telegram alert for this failure")
-            return
-        severity, title, lines = build(context)
-        send_alert(severity, title, lines, airflow=True)
-    except Exception as exc:  # a callback must never fail the task or the DAG processor
-        log.warning("failure alert not built: %s: %s", type(exc).__name__, _redact(str(exc), None))
+def alerts_enabled(context: Mapping[str, Any]) -> bool:
+    """``params["alert_on_error"]`` from the context (or the DAG's params); default True."""
+    return param_flag(context, "alert_on_error", True)

@@ -133,7 +133,12 @@ def run_verdict(results: Sequence[dict[str, Any]], validation: dict[str, int]) -
     critical = [f"asset {r['asset_id']} {r['component']}: {r.get('error')}" for r in results
                 if r["status"] == "failed" and ((r.get("details") or {}).get("corruption")
                                                  or (r.get("details") or {}).get("transient"))]
+    failures = [{"asset_id": r["asset_id"], "component": r["component"], "error": r.get("error"),
+                 "transient": bool((r.get("details") or {}).get("transient")),
+                 "corruption": bool((r.get("details") or {}).get("corruption"))}
+                for r in results if r["status"] == "failed"]
     return {
+        "failures": failures,  # what the digest says failed and why (not_run ones follow from them)
         "assets_ok": sorted(a for a, s in status.items() if s <= {"ok", "dry_run"}),
         "assets_failed": failed,
         "assets_skipped": skipped_reasons,
