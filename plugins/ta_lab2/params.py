@@ -89,8 +89,8 @@ RUN_PARAMS: tuple[RunParam, ...] = (
              "(the run still ends failed); false: stop at the first failure, the rest is not run", "toggle",
              {"type": "boolean"}),
     RunParam("alert_on_error", True, "send Telegram alerts", "toggle", {"type": "boolean"}),
-    RunParam("alert_per_task", False, "also alert every failed task and the failed run, not only the run's digest",
-             "toggle", {"type": "boolean"}),
+    RunParam("alert_per_task", False, "also alert every failed task and the failed run, not only the run's digest "
+             "(the CLI has no tasks: it always sends the one digest)", "flag", {"type": "boolean"}),
     RunParam("batch_size", 1, "assets per mapped task instance (raise it for very large universes)", "integer",
              {"type": "integer", "minimum": 1, "maximum": 10_000}, "N"),
 )

@@ -62,21 +62,22 @@ def test_every_dag_param_has_a_cli_spelling_that_round_trips(dag_params: dict[st
     argv = ["--targets", "emas", "--ids", "1,52", "--builders", "1d", "--refreshers", "v2", "--tfs", "7D",
             "--periods", "10,20", "--tf-period-combos", "7D:10", "--full-rebuild", "--dry-run",
             "--skip-stale-check", "--staleness-hours", "12.5", "--no-validate", "--no-continue-on-error",
-            "--no-alert-on-error", "--batch-size", "25"]
+            "--no-alert-on-error", "--alert-per-task", "--batch-size", "25"]
     got = cli.refresh_params(_refresh_parser().parse_args(argv))
     assert got == {"targets": ["emas"], "ids": "1,52", "builders": ["1d"], "refreshers": ["v2"], "tfs": ["7D"],
                    "periods": [10, 20], "tf_period_combos": ["7D:10"], "full_rebuild": True, "dry_run": True,
                    "skip_stale_check": True, "staleness_hours": 12.5, "validate": False,
-                   "continue_on_error": False, "alert_on_error": False, "batch_size": 25}
+                   "continue_on_error": False, "alert_on_error": False, "alert_per_task": True,
+                   "batch_size": 25}
     assert set(got) == set(dag_params)
 
 
 def test_adding_a_param_is_one_entry(monkeypatch: pytest.MonkeyPatch) -> None:
-    extra = params.RunParam("alert_per_task", True, "one alert per failed task", "toggle", {"type": "boolean"})
+    extra = params.RunParam("notify_on_success", True, "one message per clean run", "toggle", {"type": "boolean"})
     monkeypatch.setattr(params, "RUN_PARAMS", (*params.RUN_PARAMS, extra))
-    assert "alert_per_task" in params.airflow_params()
-    args = _refresh_parser().parse_args(["--all", "--no-alert-per-task"])
-    assert cli.refresh_params(args)["alert_per_task"] is False
+    assert "notify_on_success" in params.airflow_params()
+    args = _refresh_parser().parse_args(["--all", "--no-notify-on-success"])
+    assert cli.refresh_params(args)["notify_on_success"] is False
 
 
 @pytest.mark.parametrize(("argv", "fragment"), [
