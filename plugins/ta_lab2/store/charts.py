@@ -11,7 +11,6 @@ from datetime import timedelta
 import pandas as pd
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
 
 from ta_lab2.charts import DEFAULT_BARS, DEFAULT_PERIODS, ChartData, ChartError, ema_table_for
 from ta_lab2.registry import BAR_1D, BAR_FAMILY_NAMES, bar_family
@@ -30,6 +29,12 @@ def timeframes(conn: psycopg.Connection, asset_id: int, family: str) -> list[str
     return [r[0] for r in conn.execute(_q("chart_timeframes", table), {"id": asset_id}).fetchall()]
 
 
+def asset_symbol(conn: psycopg.Connection, asset_id: int) -> str | None:
+    """The asset's symbol, None when it is not in ``dim_assets``."""
+    row = conn.execute(sqlfiles.load("queries/chart_asset"), {"id": asset_id}).fetchone()
+    return None if row is None else str(row[1])
+
+
 def load_chart(conn: psycopg.Connection, asset_id: int, family: str, tf: str,
                periods: Sequence[int] = DEFAULT_PERIODS, n_bars: int = DEFAULT_BARS) -> ChartData:
     """Everything :func:`ta_lab2.charts.chart_figure` draws; :class:`ChartError` for a request
@@ -39,9 +44,8 @@ def load_chart(conn: psycopg.Connection, asset_id: int, family: str, tf: str,
     if n_bars <= 0 or not periods or min(periods) <= 0:
         raise ChartError("bars and periods must be positive")
     fam = bar_family(family)
-    with conn.cursor(row_factory=dict_row) as cur:
-        asset = cur.execute(sqlfiles.load("queries/chart_asset"), {"id": asset_id}).fetchone()
-    if asset is None:
+    symbol = asset_symbol(conn, asset_id)
+    if symbol is None:
         raise ChartError(f"asset {asset_id} is not in dim_assets")
     tfs = timeframes(conn, asset_id, family)
     if tf not in tfs:
@@ -61,4 +65,4 @@ def load_chart(conn: psycopg.Connection, asset_id: int, family: str, tf: str,
                                        {"id": asset_id, "start": start - timedelta(days=1), "end": end}).fetchall()]
     missing = [p for p in periods if p not in set(emas["period"])]
     notes = [f"no EMA {p} at {tf} for asset {asset_id}" for p in missing]
-    return ChartData(asset_id, str(asset["symbol"]), family, tf, bars, emas, days, tuple(periods), notes)
+    return ChartData(asset_id, symbol, family, tf, bars, emas, days, tuple(periods), notes)
