@@ -8,10 +8,12 @@ WITH cover AS (
     SELECT id, min(time_open) AS first_open, max(time_open) AS last_open, count(*) AS n_days
     FROM {bars_1d} GROUP BY id
 ), last_run AS (
-    SELECT DISTINCT ON (ra.asset_id) ra.asset_id, ra.run_id, r.started_at, r.status AS run_status,
+    -- the run that last recorded a result for the asset (DAG and CLI runs alike)
+    SELECT DISTINCT ON (x.asset_id) x.asset_id, x.run_id, x.at, r.status AS run_status,
            (r.params ->> 'staleness_hours')::double precision AS staleness_hours
-    FROM refresh_run_assets ra JOIN refresh_runs r ON r.run_id = ra.run_id
-    ORDER BY ra.asset_id, r.started_at DESC, ra.run_id DESC
+    FROM (SELECT asset_id, run_id, max(recorded_at) AS at FROM refresh_run_assets GROUP BY asset_id, run_id) AS x
+    LEFT JOIN refresh_runs r ON r.run_id = x.run_id
+    ORDER BY x.asset_id, x.at DESC, x.run_id DESC
 )
 SELECT a.id, a.symbol, a.name,
        (c.last_open AT TIME ZONE 'UTC')::date AS last_day,
@@ -21,7 +23,7 @@ SELECT a.id, a.symbol, a.name,
                 - c.n_days, 0) AS gaps,
        (SELECT count(*) FROM {rejects_1d} j WHERE j.id = a.id) AS rejects_1d,
        (SELECT count(*) FROM ema_rejects e WHERE e.id = a.id) AS rejects_ema,
-       lr.run_id, lr.started_at AS run_started_at, lr.run_status, lr.staleness_hours,
+       lr.run_id, lr.at AS run_recorded_at, lr.run_status, lr.staleness_hours,
        (SELECT jsonb_object_agg(x.component, x.status) FROM refresh_run_assets x
          WHERE x.run_id = lr.run_id AND x.asset_id = a.id) AS components,
        (SELECT jsonb_object_agg(x.component, x.error_text) FROM refresh_run_assets x
