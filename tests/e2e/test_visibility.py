@@ -205,7 +205,7 @@ def test_the_warehouse_page_lists_every_asset_failed_first_and_matches_the_wareh
     parser.feed(by_id.text)
     assert [int(r["data-asset-id"]) for r in parser.rows] == sorted([*CLEAN, POISONED])
 
-    chart = httpx.get(f"{airflow.base_url}{PAGE}chart/{CLEAN[0]}", params={"family": "multi_tf", "tf": "7D"},
+    chart = httpx.get(f"{airflow.base_url}{PAGE}chart/{CLEAN[0]}", params={"family": "1d", "tf": "1D"},
                       headers={"Authorization": f"Bearer {airflow.token}"}, timeout=60)
     assert chart.status_code == 200, chart.text[:2000]
     assert "<svg" in chart.text and 'id="ema-10"' in chart.text and 'id="ema-50"' in chart.text
