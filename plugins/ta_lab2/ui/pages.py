@@ -12,7 +12,7 @@ from datetime import datetime
 from html import escape
 from urllib.parse import urlencode
 
-from ta_lab2.ops.overview import COMPONENTS, SORT_KEYS, AssetStatus
+from ta_lab2.ops.overview import COMPONENTS, AssetStatus
 from ta_lab2.registry import BAR_FAMILY_NAMES
 
 STYLE = """
@@ -99,6 +99,3 @@ def chart_html(asset_id: int, symbol: str, family: str, tf: str, periods: str, b
             + (f"<p class='err'>{escape(message)}</p>" if message else "")
             + (f"<div id='chart'>{svg}</div>" if svg else ""))
     return _page(f"{symbol} chart", body)
-
-
-__all__ = ["SORT_KEYS", "chart_html", "overview_html"]
