@@ -13,6 +13,8 @@ Shape (see docs/ARCHITECTURE.md for why)::
       validate                               per-asset checks (all_done)
     validate_global                          cross-asset checks (all_done)
     summary                                  table + refresh_runs audit + Telegram (all_done)
+    publish                                  after validate_global, beside summary: one Airflow Asset
+                                             event per refreshed table (all_done)
 
 The sub-groups and their edges come from the family registry; adding a family to
 ``ta_lab2.registry`` adds its task here.
@@ -26,6 +28,7 @@ from typing import Any
 from airflow.sdk import DAG, TaskGroup, get_current_context, task, task_group
 
 from ta_lab2 import orchestration
+from ta_lab2.airflow_assets import PUBLISH_ALIAS
 from ta_lab2.ops.notifier import TelegramNotifier, deadline_alert
 from ta_lab2.params import airflow_params
 from ta_lab2.registry import BAR_FAMILY_NAMES, EMA_BAR_DEPENDENCIES, EMA_FAMILY_NAMES
@@ -106,6 +109,12 @@ def summary() -> dict[str, Any]:
     return orchestration.summary(_context())
 
 
+@task(trigger_rule="all_done", pool=POOL, outlets=[PUBLISH_ALIAS])
+def publish() -> dict[str, Any]:
+    """Asset events for the tables whose family succeeded (docs/operations/CONSUMERS.md)."""
+    return orchestration.publish(_context())
+
+
 with DAG(
     dag_id=DAG_ID,
     description="CMC candles -> price bars -> EMAs, incremental, per-asset isolated",
@@ -123,3 +132,6 @@ with DAG(
 ) as dag:
     per_asset = asset.expand(batch=prepare())
     per_asset >> validate_global() >> summary()
+    # a sibling of summary, not its child: a DAG run's state comes from its leaves, so summary
+    # must stay a leaf to fail the run; publish still runs (all_done) after validation
+    dag.get_task("validate_global") >> publish()

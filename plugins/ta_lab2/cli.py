@@ -1,7 +1,7 @@
 """``python -m ta_lab2 COMMAND``: the same code path the DAG tasks call.
 
 Commands: ``schema`` (apply DDL), ``load FILE... [--id N]``, ``synth``, ``refresh``,
-``validate``, ``demo`` and ``bench``. Bad ids, dates, builders, refreshers, timeframes or periods exit 2 with one
+``validate``, ``chart``, ``demo`` and ``bench``. Bad ids, dates, builders, refreshers, timeframes or periods exit 2 with one
 line on stderr; a refresh where any (asset, component) failed exits 1.
 
 ``refresh`` needs a target (``--bars``, ``--emas``, ``--all`` or ``--targets``); its other flags are
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ta_lab2.refresh.context import RunOptions
+from ta_lab2.registry import BAR_FAMILY_NAMES
 
 log = logging.getLogger("ta_lab2")
 
@@ -114,6 +115,13 @@ def _parser() -> argparse.ArgumentParser:
     va = sub.add_parser("validate", help="run the validation checks")
     va.add_argument("--ids", default="all")
     va.add_argument("--run-id", default=None)
+    ch = sub.add_parser("chart", help="candles of one bar family/timeframe with EMA lines, missing days marked")
+    ch.add_argument("--id", type=_positive_int, required=True, help="asset id")
+    ch.add_argument("--family", default="multi_tf", choices=list(BAR_FAMILY_NAMES), help="bar family")
+    ch.add_argument("--tf", default="7D", help="timeframe, e.g. 7D, 1M_CAL (1D for the 1d family)")
+    ch.add_argument("--periods", default="10,50", help="EMA periods to draw, e.g. 10,50")
+    ch.add_argument("--bars", type=_positive_int, default=120, help="how many of the last bars to draw")
+    ch.add_argument("--out", type=Path, default=None, help="PNG (or .svg) path; default chart_<id>_<family>_<tf>.png")
     de = sub.add_parser("demo", help="load data (the repo's CMC files, else synthetic), run the DAG once, print the summary")
     de.add_argument("--data", type=Path, default=None, help="folder of CMC files (default include/data/cmc, "
                                                             "synthetic when absent)")
@@ -250,6 +258,11 @@ def _precheck(args: argparse.Namespace) -> None:
         parse_as_of(args.as_of)
     elif args.command == "validate":
         parse_ids(args.ids)
+    elif args.command == "chart":
+        if not parse_periods(args.periods):
+            raise UsageError(f"--periods: {args.periods!r}: give at least one period")
+        if args.out is not None and args.out.suffix.lower() not in (".png", ".svg"):
+            raise UsageError(f"--out: {str(args.out)!r} must end in .png or .svg")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

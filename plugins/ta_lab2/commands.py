@@ -113,6 +113,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if report.worst == "FAIL" else 0
 
 
+def cmd_chart(args: argparse.Namespace) -> int:
+    from ta_lab2.charts import ChartError
+    from ta_lab2.cli import parse_periods
+    from ta_lab2.ops.charting import write_chart
+
+    out = args.out or Path(f"chart_{args.id}_{args.family}_{args.tf}.png")
+    try:
+        path = write_chart(db.resolve_url(), args.id, args.family, args.tf, parse_periods(args.periods), out,
+                           args.bars)
+    except ChartError as exc:
+        raise UsageError(f"chart: {exc}") from None
+    print(path)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from ta_lab2.demo import run_demo
 
@@ -126,7 +141,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"schema": cmd_schema, "load": cmd_load, "synth": cmd_synth, "refresh": cmd_refresh,
-            "validate": cmd_validate, "demo": cmd_demo, "bench": cmd_bench}
+            "validate": cmd_validate, "chart": cmd_chart, "demo": cmd_demo, "bench": cmd_bench}
 
 
 def dispatch(args: argparse.Namespace) -> int:

@@ -7,7 +7,9 @@
    the warehouse passed as ``AIRFLOW_CONN_TA_LAB2_DB``, and ``airflow dags test`` of
    ``ta_lab2_daily_refresh`` at the logical date after the last source day (so the freshness
    gate sees fresh bars); its full log goes to ``.local/demo_airflow.log``;
-4. the run summary from ``refresh_runs`` and the per-asset row counts.
+4. the run summary from ``refresh_runs`` and the per-asset row counts;
+5. one chart per asset (multi_tf 7D candles, EMA 10 and 50, missing days marked) under
+   ``.local/charts/``, paths printed (``python -m ta_lab2 chart`` draws any other).
 """
 
 from __future__ import annotations
@@ -120,4 +122,15 @@ def run_demo(data: Path | None = None, *, synthetic: bool = False) -> int:
     print(f"run: {DAG_ID} at {logical:%Y-%m-%d %H:%M} UTC with {json.dumps(DEMO_CONF)} "
           "(the files end on different days; see ta_lab2/demo.py)")
     rc = _run_dag(url, logical)
-    return _report(url) or rc
+    rc = _report(url) or rc
+    _charts(url)
+    return rc
+
+
+def _charts(url: str) -> None:
+    from ta_lab2.ops.charting import write_asset_charts
+
+    paths = write_asset_charts(url, db.local_dir() / "charts")
+    print("\ncharts (multi_tf 7D, EMA 10 and 50, missing days shaded):")
+    for path in paths:
+        print(f"  {path}")

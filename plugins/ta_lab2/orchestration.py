@@ -295,3 +295,31 @@ def summary(context: Context) -> dict[str, Any]:
         raise _fail(f"run {opts.run_id} not clean: {len(run['assets_failed'])} assets failed "
                     f"{run['assets_failed']}, validation FAIL {run['validation_fail']}", in_digest=True)
     return {k: run[k] for k in ("status", "assets_ok", "assets_failed", "validation_fail", "validation_warn")}
+
+
+@classified
+def publish(context: Context) -> dict[str, Any]:
+    """Emit one Asset event per table whose family succeeded (through the task's
+    ``PUBLISH_ALIAS`` outlet), with the run's metadata; nothing for a dry run or when
+    ``prepare`` did not succeed. Returns what was published."""
+    from ta_lab2.airflow_assets import ASSETS, PUBLISH_ALIAS
+    from ta_lab2.ops.publish import table_events
+    from ta_lab2.ops.summary import expected_results
+    from ta_lab2.store import audit
+
+    components, opts = run_options(context)
+    ids = prepared_ids(context)
+    if ids is None or opts.dry_run:
+        log.info("publish: nothing to announce (%s)", "dry run" if opts.dry_run else "prepare did not succeed")
+        return {"published": []}
+    with db.connect(db.resolve_url(airflow=True)) as conn:
+        results = expected_results(audit.run_results(conn, opts.run_id), ids, components)
+        bad = audit.validation_failed_assets(conn, opts.run_id)
+        n_fail = audit.validation_counts(conn, opts.run_id).get("FAIL", 0)
+    events = table_events(results, components, run_id=opts.run_id, dag_id=context["dag"].dag_id, as_of=opts.as_of,
+                          validation_failed=bad, validation_fail=n_fail)
+    for table, extra in events:
+        context["outlet_events"][PUBLISH_ALIAS].add(ASSETS[table.table], extra=extra)
+        log.info("publish %s: %d rows, assets ok %s, failed %s, skipped %s", ASSETS[table.table].uri,
+                 extra["rows_written"], extra["assets_ok"], extra["assets_failed"], extra["assets_skipped"])
+    return {"published": [t.table for t, _ in events]}

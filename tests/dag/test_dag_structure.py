@@ -69,13 +69,13 @@ def test_schedule_and_run_settings(dag) -> None:  # type: ignore[no-untyped-def]
 
 def test_one_mapped_asset_group_with_a_task_per_family_from_the_registry(dag) -> None:  # type: ignore[no-untyped-def]
     ids = set(dag.task_ids)
-    expected = ({"prepare", "validate_global", "summary", "asset.freshness", "asset.validate"}
+    expected = ({"prepare", "validate_global", "summary", "publish", "asset.freshness", "asset.validate"}
                 | {f"asset.bars.{b}" for b in BAR_FAMILY_NAMES} | {f"asset.emas.{e}" for e in EMA_FAMILY_NAMES})
     assert ids == expected
-    for tid in ids - {"prepare", "validate_global", "summary"}:
+    for tid in ids - {"prepare", "validate_global", "summary", "publish"}:
         group = dag.get_task(tid).get_closest_mapped_task_group()
         assert group is not None and group.group_id == "asset", tid
-    for tid in ("prepare", "validate_global", "summary"):
+    for tid in ("prepare", "validate_global", "summary", "publish"):
         assert dag.get_task(tid).get_closest_mapped_task_group() is None
 
 
@@ -91,6 +91,7 @@ def test_edges_follow_the_family_dependencies(dag) -> None:  # type: ignore[no-u
     assert {f"asset.emas.{e}" for e in EMA_FAMILY_NAMES} <= up["asset.validate"]
     assert up["validate_global"] == {"asset.validate"}
     assert up["summary"] == {"validate_global"}
+    assert up["publish"] == {"validate_global"}  # beside summary: summary stays a leaf (run state)
 
 
 def test_trigger_rules_pool_retries_and_sensor(dag) -> None:  # type: ignore[no-untyped-def]
@@ -99,7 +100,7 @@ def test_trigger_rules_pool_retries_and_sensor(dag) -> None:  # type: ignore[no-
             assert t.pool == "ta_lab2_db", t.task_id
         assert t.retries == 2 and t.retry_exponential_backoff, t.task_id
         assert t.on_failure_callback, t.task_id
-    for tid in ("asset.validate", "validate_global", "summary"):
+    for tid in ("asset.validate", "validate_global", "summary", "publish"):
         assert dag.get_task(tid).trigger_rule == "all_done"
     sensor = dag.get_task("asset.freshness")
     assert sensor.mode == "reschedule" and sensor.soft_fail is True
@@ -138,3 +139,25 @@ def test_trigger_form_accepts_good_params(dag, conf: dict) -> None:  # type: ign
     for key, value in conf.items():
         params[key] = value
     assert params.validate() == {**dag.params.dump(), **conf}
+
+
+def test_publish_has_the_one_alias_outlet_and_no_mapped_task_has_outlets(dag) -> None:  # type: ignore[no-untyped-def]
+    from ta_lab2.airflow_assets import PUBLISH_ALIAS
+
+    assert dag.get_task("publish").outlets == [PUBLISH_ALIAS]
+    assert [t.task_id for t in dag.tasks if t.outlets and t.task_id != "publish"] == []
+
+
+def test_example_consumer_loads_paused_and_schedules_on_every_ema_table() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    from ta_lab2.airflow_assets import ASSETS
+    from ta_lab2.registry import EMA_VARIANTS
+
+    bag = DagBag(dag_folder=str(ROOT / "dags" / "examples"))
+    assert bag.import_errors == {}
+    consumer = bag.get_dag("ta_lab2_ema_consumer")
+    assert consumer.is_paused_upon_creation is True
+    assert type(consumer.timetable).__name__ == "AssetTriggeredTimetable"
+    assert {a.uri for a in consumer.timetable.asset_condition.objects} \
+        == {ASSETS[v.table].uri for v in EMA_VARIANTS}

@@ -39,3 +39,9 @@ def put_run(conn: psycopg.Connection, row: dict[str, Any]) -> None:
     params = {c: row.get(c) for c in cols}
     params["params"] = json.dumps(row.get("params") or {}, default=str)
     conn.execute(sqlfiles.load("queries/audit_run_put"), params)
+
+
+def validation_failed_assets(conn: psycopg.Connection, run_id: str) -> list[int]:
+    """Assets with a validation FAIL in the run (0 stands for a cross-asset check)."""
+    rows = conn.execute(sqlfiles.load("queries/audit_validation_failed_assets"), {"run_id": run_id}).fetchall()
+    return [int(r[0]) for r in rows]
