@@ -18,7 +18,7 @@ from ta_lab2.ingest.inbox import inbox_location
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ApiAuthError", "ApiConfig", "IngestResult", "run_ingest"]
+__all__ = ["ApiAuthError", "ApiConfig", "IngestResult", "IngestSummary", "run_ingest", "summary_lines"]
 
 
 @dataclass
@@ -59,6 +59,23 @@ class IngestResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    lines: list[str]
+    clean: bool
+    failed: bool
+
+
+def summary_lines(result: dict[str, Any] | None) -> IngestSummary:
+    """The run summary's ingest lines from the ``ingest`` task's return value (None: the task
+    failed or did not run)."""
+    if result is None:
+        return IngestSummary(["ingest: FAILED or did not run (see the ingest task log); the refresh used "
+                              "the data already loaded"], clean=False, failed=True)
+    res = IngestResult(**result)
+    return IngestSummary(res.lines(), clean=res.clean, failed=False)
 
 
 def run_ingest(url: str, *, as_of: datetime, ids: list[int] | None = None, dry_run: bool = False,
