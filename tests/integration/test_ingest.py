@@ -107,7 +107,7 @@ def test_the_api_fetches_exactly_the_missing_days_of_every_active_asset(
     assert _q("SELECT count(*) FROM cmc_price_histories7 WHERE id = 5994") == [(31 + 56,)]
     api_row = _q("SELECT open, close, timehigh::text FROM cmc_price_histories7 WHERE id = 5426 AND "
                  "\"timestamp\"::date = '2026-03-28'")
-    usd = FakeCmc.candle(5426, date(2026, 3, 28))["quote"]["USD"]
+    usd = cmc.candle(5426, date(2026, 3, 28))["quote"]["USD"]
     assert api_row == [(usd["open"], usd["close"], "2026-03-28 15:00:00+00")]
     cmc.requests.clear()
     code, out = _ingest(capsys)  # nothing missing any more

@@ -7,7 +7,7 @@ part used) up to the last day the fake "knows" (``latest``), as
 ``{"status": {...}, "data": {"<id>": {"id", "name", "symbol", "quotes": [{"time_open",
 "time_close", "time_high", "time_low", "quote": {"USD": {"open", "high", "low", "close",
 "volume", "market_cap", "timestamp"}}}]}}}``. Candle values are a deterministic function of
-(id, day), so a test can recompute them (:meth:`FakeCmc.candle`).
+(id, day) around a per-asset level, so a test can recompute them (:meth:`FakeCmc.candle`).
 
 Failure controls: ``fail_next(n, status, retry_after)`` (429 with ``Retry-After``, 5xx, 401),
 ``omit`` (ids left out of the answer: a partial response), ``malformed`` ((id, day) pairs
@@ -50,6 +50,7 @@ class FakeCmc:
     keys: set[str] = field(default_factory=lambda: {"test-key"})
     latest: date = date(2026, 3, 29)
     names: dict[int, tuple[str, str]] = field(default_factory=dict)  # id -> (name, symbol)
+    levels: dict[int, float] = field(default_factory=dict)  # id -> price level (default 10 + id % 97)
     omit: set[int] = field(default_factory=set)
     malformed: set[tuple[int, date]] = field(default_factory=set)
     requests: list[Request] = field(default_factory=list)
@@ -86,11 +87,12 @@ class FakeCmc:
         with self._lock:
             self._failures += [(status, retry_after)] * n
 
-    @staticmethod
-    def candle(asset: int, day: date) -> dict[str, Any]:
-        """The quote the fake serves for (asset, day): deterministic, OHLC-consistent."""
-        base = 10.0 + asset % 97 + (day.toordinal() % 50) * 0.5
-        o, c = base, base * (1.01 if day.toordinal() % 2 else 0.99)
+    def candle(self, asset: int, day: date) -> dict[str, Any]:
+        """The quote the fake serves for (asset, day): deterministic, OHLC-consistent, within
+        a few percent of the asset's level."""
+        level = self.levels.get(asset, 10.0 + asset % 97)
+        o = level * (1 + 0.005 * (day.toordinal() % 7 - 3))
+        c = o * (1.01 if day.toordinal() % 2 else 0.99)
         t0 = datetime(day.year, day.month, day.day, tzinfo=UTC)
         iso = lambda t: t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"  # noqa: E731
         return {"time_open": iso(t0), "time_close": iso(t0 + timedelta(days=1, milliseconds=-1)),

@@ -42,7 +42,7 @@ def test_a_batched_request_returns_the_documented_shape_with_time_start_exclusiv
     assert set(data) == {"1", "1027"}
     days = [q["time_open"][:10] for q in data["1"]["quotes"]]
     assert days == ["2026-03-26", "2026-03-27", "2026-03-28"]
-    assert data["1027"]["quotes"][0]["quote"]["USD"] == FakeCmc.candle(1027, date(2026, 3, 26))["quote"]["USD"]
+    assert data["1027"]["quotes"][0]["quote"]["USD"] == cmc.candle(1027, date(2026, 3, 26))["quote"]["USD"]
     (req,) = cmc.requests
     assert req.key == "good-key" and req.ids == [1, 1027]
     assert (req.params["time_start"], req.params["time_end"], req.params["interval"]) == (
@@ -81,13 +81,13 @@ def test_a_wrong_key_fails_at_once_with_the_fix(cmc: FakeCmc) -> None:
 
 
 def test_quotes_become_source_rows_and_a_bad_quote_is_a_problem_not_a_loss() -> None:
-    quotes = [FakeCmc.candle(5, date(2026, 3, d)) for d in (26, 27, 28)]
+    quotes = [FakeCmc().candle(5, date(2026, 3, d)) for d in (26, 27, 28)]
     del quotes[1]["quote"]
     out = quotes_to_rows(5, "Five", quotes, "cmc_api:x", date(2026, 3, 26), date(2026, 3, 27))
     assert [r[2] for r in out.rows] == [datetime(2026, 3, 26, tzinfo=UTC)]  # the 28th is past the last day
     row = out.rows[0]
     assert row[6] == datetime(2026, 3, 26, 23, 59, 59, 999000, tzinfo=UTC)
-    assert row[7:13] == tuple(FakeCmc.candle(5, date(2026, 3, 26))["quote"]["USD"][k]
+    assert row[7:13] == tuple(FakeCmc().candle(5, date(2026, 3, 26))["quote"]["USD"][k]
                               for k in ("open", "high", "low", "close", "volume", "market_cap"))
     assert [(p.line_no, p.reason) for p in out.problems] == [(2, "quote 2: KeyError: 'quote'")]
 
