@@ -38,7 +38,7 @@ from typing import Any
 
 from ta_lab2.assets import AssetRef, Registry, UnknownAsset, resolve, seed_registry
 
-__all__ = ["SOURCE_COLUMNS", "LineProblem", "ParsedFile", "UnknownAsset", "detect_layout", "iter_file",
+__all__ = ["SOURCE_COLUMNS", "LineProblem", "ParsedFile", "UnknownAsset", "detect_layout", "header_layout", "iter_file",
            "iter_lines", "parse_file", "parse_text"]
 
 SOURCE_COLUMNS = ("id", "name", "timeopen", "timeclose", "timehigh", "timelow", "timestamp", "open",
@@ -87,7 +87,12 @@ def _key(text: str) -> str:
     return re.sub(r"[^a-z0-9]", "", text.strip().strip('"').lower())
 
 
-def detect_layout(header_line: str) -> Layout:
+def detect_layout(header_line: str) -> str:
+    """'export' or 'percoin' from the header line; ValueError for anything else."""
+    return header_layout(header_line).name
+
+
+def header_layout(header_line: str) -> Layout:
     """The layout of a header line; ValueError naming what is missing for anything else."""
     header = header_line.lstrip("\ufeff").strip()
     delim = ";" if header.count(";") > header.count(",") else ","
@@ -199,7 +204,7 @@ def iter_lines(lines: Iterable[str], source_file: str, asset_id: int | None = No
     header = next(it, None)
     if header is None or not header.strip("\ufeff \r\n"):
         raise ValueError(f"{source_file}: empty file (no header line)")
-    layout = detect_layout(header)
+    layout = header_layout(header)
     find = _resolver(layout, registry or seed_registry(), source_file, asset_id)
     make = _export_row if layout.name == "export" else _percoin_row
     out = ParsedFile(source_file, layout.name)
