@@ -183,7 +183,24 @@ def _percoin_row(f: _Fields, asset: AssetRef, source: str) -> tuple[object, ...]
 
 
 def _split(raw: str, layout: Layout) -> list[str]:
-    return next(csv.reader([raw], delimiter=layout.delimiter))
+    try:
+        return next(csv.reader([raw], delimiter=layout.delimiter))
+    except csv.Error as exc:
+        raise ValueError(f"unreadable line ({exc})") from None
+
+
+def _is_utf8(raw: str) -> bool:
+    """False when the line held bytes that are not UTF-8 (read with ``surrogateescape``)."""
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(raw: str) -> str:
+    """The raw line as Postgres text can store it: undecodable bytes and NUL escaped."""
+    return raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
 
 
 def _resolver(layout: Layout, registry: Registry, source: str, asset_id: int | None) -> Callable[[_Fields], AssetRef]:
@@ -215,8 +232,10 @@ def iter_lines(lines: Iterable[str], source_file: str, asset_id: int | None = No
         raw = raw.rstrip("\r\n")
         if not raw.strip():
             continue
-        fields = _split(raw, layout)
         try:
+            if not raw.isascii() and not _is_utf8(raw):
+                raise ValueError("line is not valid UTF-8")
+            fields = _split(raw, layout)
             if len(fields) != layout.width:
                 raise ValueError(f"expected {layout.width} fields, found {len(fields)}")
             f = _Fields(layout, fields)
@@ -231,13 +250,14 @@ def iter_lines(lines: Iterable[str], source_file: str, asset_id: int | None = No
         except UnknownAsset:
             raise
         except ValueError as exc:
-            out.problems.append(LineProblem(source_file, line_no, str(exc), raw))
+            out.problems.append(LineProblem(source_file, line_no, str(exc), _printable(raw)))
             continue
         stamp = row[6]
         assert isinstance(stamp, datetime)
         if stamp in seen:
             out.problems.append(LineProblem(
-                source_file, line_no, f"duplicate timestamp {stamp} (first seen on line {seen[stamp]}; kept)", raw))
+                source_file, line_no, f"duplicate timestamp {stamp} (first seen on line {seen[stamp]}; kept)",
+                _printable(raw)))
             continue
         seen[stamp] = line_no
         out.rows.append(row)
@@ -249,11 +269,12 @@ def iter_lines(lines: Iterable[str], source_file: str, asset_id: int | None = No
 
 def iter_file(path: Path | Any, asset_id: int | None = None, registry: Registry | None = None,
               chunk_rows: int = CHUNK_ROWS) -> Iterator[ParsedFile]:
-    """:func:`iter_lines` over a file read line by line (UTF-8, BOM stripped, any line end).
+    """:func:`iter_lines` over a file read line by line (UTF-8, BOM stripped, any line end; a
+    line with bytes that are not UTF-8 becomes a line problem, not an error for the file).
     ``path`` is a :class:`~pathlib.Path` or anything with ``.name`` and ``.open("rb")``
     (e.g. ``airflow.sdk.ObjectStoragePath``)."""
     path = Path(path) if isinstance(path, str) else path
-    with path.open("rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline=None) as fh:
+    with path.open("rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline=None) as fh:
         yield from iter_lines(fh, path.name, asset_id, registry, chunk_rows)
 
 

@@ -97,3 +97,17 @@ def test_a_seeded_coin_of_the_per_coin_layout_needs_no_id(cli_db: str, tmp_path:
                  "1,Dogecoin,DOGE,2020-01-01,2,1,1.5,1.6,10,100\n")
     assert main(["load", str(f)]) == 0
     assert [(r[0], r[1]) for r in _source(cli_db)] == [(74, "Dogecoin")]
+
+
+def test_binary_garbage_lines_are_stored_as_rejects(cli_db: str, tmp_path: Path) -> None:
+    f = tmp_path / "coin_Bitcoin.csv"
+    f.write_bytes(b"SNo,Name,Symbol,Date,High,Low,Open,Close,Volume,Marketcap\n"
+                  b"1,Bitcoin,BTC,2013-04-29,147.48,134,134.44,144.54,0,1603768865\n"
+                  b"2,Bitcoin,BTC,2013-04-30,146.9,\xff\x00,144,139,0,1542813125\n"
+                  b"3,Bitcoin,BTC,2013-05-01,1\x0047,1,2,3,0,5\n")
+    assert main(["load", str(f)]) == 0
+    with db.connect(cli_db) as conn:
+        rej = conn.execute("SELECT line_no, reason, raw_line FROM cmc_load_rejects ORDER BY line_no").fetchall()
+    assert [(r[0], r[1]) for r in rej] == [(3, "line is not valid UTF-8"),
+                                           (4, "column High: '1\\x0047' is not a number")]
+    assert rej[0][2] == "2,Bitcoin,BTC,2013-04-30,146.9,\\xff\\x00,144,139,0,1542813125"

@@ -172,3 +172,15 @@ def test_iter_file_streams_a_real_file(tmp_path: Path) -> None:
     f = tmp_path / BTC_EXPORT
     f.write_text(export_text(export_records(percoin_rows("coin_Bitcoin.csv", 120)), columns=COLUMNS_12))
     assert [len(c.rows) for c in iter_file(f, chunk_rows=50)] == [50, 50, 20]
+
+
+def test_undecodable_bytes_and_nul_are_line_problems_not_a_failed_file(tmp_path: Path) -> None:
+    good = export_text(RECORDS[:2], newest_first=False).encode()
+    lines = good.splitlines(keepends=True)
+    f = tmp_path / BTC_EXPORT
+    f.write_bytes(lines[0] + lines[1] + b'"\xff\xfe";"x"\n' + b'"2021-01-01\x00";"1"\n' + lines[2])
+    parsed = parse_file(f)
+    assert len(parsed.rows) == 2
+    assert [(p.line_no, p.reason) for p in parsed.problems] == [
+        (3, "line is not valid UTF-8"), (4, "expected 13 fields, found 2")]
+    assert parsed.problems[0].raw_line == '"\\xff\\xfe";"x"' and "\x00" not in parsed.problems[1].raw_line
