@@ -150,3 +150,17 @@ def test_nothing_configured_is_a_logged_no_op(fresh_db_url: str, monkeypatch: py
         monkeypatch.delenv(var, raising=False)
     assert main(["ingest"]) == 0
     assert "ingest: nothing configured (no TA_LAB2_INBOX, no cmc_api / CMC_API_KEY)" in capsys.readouterr().out
+
+
+def test_a_dry_run_says_what_it_would_do_and_writes_nothing(env: Path, cmc: FakeCmc,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    shutil.copy(FIXTURES / SHIBA, env)
+    assert main(["load", str(FIXTURES / SOLANA)]) == 0
+    before = _q("SELECT count(*), max(load_ts) FROM cmc_price_histories7")
+    code, out = _ingest(capsys, "--dry-run")
+    assert code == 0
+    assert "ingest (DRY RUN): files loaded 1" in out
+    assert "ingest: API would fetch 2026-03-28..2026-03-28 for ids [5426]" in out
+    assert cmc.requests == []
+    assert _q("SELECT count(*), max(load_ts) FROM cmc_price_histories7") == before
+    assert _q("SELECT count(*) FROM source_files") == [(0,)]
