@@ -51,6 +51,8 @@ PERCOIN_COLUMNS = {"sno": False, "name": False, "symbol": False, "date": True, "
                    "open": True, "close": True, "volume": False, "marketcap": False}
 DAY_CLOSE = timedelta(days=1) - timedelta(milliseconds=1)
 CHUNK_ROWS = 50_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -227,7 +229,7 @@ def iter_lines(lines: Iterable[str], source_file: str, asset_id: int | None = No
     out = ParsedFile(source_file, layout.name)
     asset: AssetRef | None = None
     first_symbol: str | None = None
-    seen: dict[datetime, int] = {}
+    seen: dict[int, int] = {}  # timestamp in microseconds since the epoch -> line (compact for big files)
     for line_no, raw in enumerate(it, start=2):
         raw = raw.rstrip("\r\n")
         if not raw.strip():
@@ -254,12 +256,13 @@ def iter_lines(lines: Iterable[str], source_file: str, asset_id: int | None = No
             continue
         stamp = row[6]
         assert isinstance(stamp, datetime)
-        if stamp in seen:
+        key = (stamp - EPOCH) // MICROSECOND
+        if key in seen:
             out.problems.append(LineProblem(
-                source_file, line_no, f"duplicate timestamp {stamp} (first seen on line {seen[stamp]}; kept)",
+                source_file, line_no, f"duplicate timestamp {stamp} (first seen on line {seen[key]}; kept)",
                 _printable(raw)))
             continue
-        seen[stamp] = line_no
+        seen[key] = line_no
         out.rows.append(row)
         if len(out.rows) >= chunk_rows:
             yield out
