@@ -106,3 +106,34 @@ def test_dropped_files_and_missing_api_days_are_refreshed_in_the_same_run_and_on
     (text,) = _q(url, "SELECT summary_text FROM refresh_runs WHERE run_id = %s", run2)[0]
     assert f"ingest: changed file reloaded: {SHIBA}" in text
     assert _q(url, "SELECT count(*) FROM source_files") == [(3,)]
+
+
+def test_a_refused_key_fails_ingest_at_once_but_the_refresh_runs_and_the_summary_fails_the_run(
+        setup: Any) -> None:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    url, inbox, cmc = setup
+    loaded = _q(url, "SELECT to_regclass('dim_assets') IS NOT NULL")[0][0] and _q(
+        url, "SELECT 1 FROM dim_assets WHERE first_seen IS NOT NULL")
+    if not loaded:  # run alone: give it an asset first
+        shutil.copy(FIXTURES / SOLANA, inbox / SOLANA)
+        _run(datetime(2026, 3, 28, 6, tzinfo=UTC))
+    cmc.keys.clear()  # the key was revoked
+    cmc.requests.clear()
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(ROOT / "dags")).get_dag("ta_lab2_daily_refresh")
+    dr = dag.test(logical_date=datetime(2026, 4, 2, 6, tzinfo=UTC), run_conf={"validate": False})
+    with create_session() as session:
+        states = {ti.task_id: str(ti.state) for ti in session.query(TaskInstance).filter_by(
+            dag_id=dag.dag_id, run_id=dr.run_id, map_index=-1)}
+        tries = {ti.task_id: ti.try_number for ti in session.query(TaskInstance).filter_by(
+            dag_id=dag.dag_id, run_id=dr.run_id, task_id="ingest")}
+    assert str(dr.state) == "failed"
+    assert (states["ingest"], states["prepare"], states["summary"]) == ("failed", "success", "failed")
+    assert tries["ingest"] == 1 and len(cmc.requests) == 1  # no retry of a 401
+    (text,) = _q(url, "SELECT summary_text FROM refresh_runs WHERE run_id = %s", dr.run_id)[0]
+    assert "ingest: FAILED or did not run (see the ingest task log)" in text
+    assert _q(url, "SELECT count(*) FROM refresh_run_assets WHERE run_id = %s AND component = 'bars.1d' "
+                   "AND status = 'ok'", dr.run_id)[0][0] >= 1  # the refresh still ran
