@@ -5,4 +5,3 @@ INSERT INTO dim_assets AS a (id, symbol, name, slug, is_active)
 VALUES (%(id)s, %(symbol)s, %(name)s, %(slug)s, %(is_active)s)
 ON CONFLICT (id) DO UPDATE SET symbol = EXCLUDED.symbol, name = EXCLUDED.name,
     slug = COALESCE(EXCLUDED.slug, a.slug), updated_at = now()
-RETURNING (xmax = 0) AS inserted
