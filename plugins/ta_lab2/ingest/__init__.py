@@ -49,7 +49,8 @@ class IngestResult:
                 f"{len(self.files_refused)}); API days fetched {self.days_fetched} for {self.api_assets} assets; "
                 f"rows inserted {self.inserted}, updated {self.updated}, rejected {self.rejected}")
         return [head, *(f"ingest: changed file reloaded: {f}" for f in self.files_changed),
-                *(f"ingest: refused {f}" for f in self.files_refused), *(f"ingest: {n}" for n in self.notes),
+                *(f"ingest: refused {f}" for f in self.files_refused),
+                *(f"ingest: left for a run with its asset in ids: {f}" for f in self.files_deferred), *(f"ingest: {n}" for n in self.notes),
                 *(f"ingest: {e}" for e in self.errors)]
 
     @property
