@@ -164,3 +164,15 @@ def test_a_dry_run_says_what_it_would_do_and_writes_nothing(env: Path, cmc: Fake
     assert cmc.requests == []
     assert _q("SELECT count(*), max(load_ts) FROM cmc_price_histories7") == before
     assert _q("SELECT count(*) FROM source_files") == [(0,)]
+
+
+def test_with_ids_only_their_files_load_and_the_others_wait(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shutil.copy(FIXTURES / SOLANA, env / SOLANA)
+    shutil.copy(FIXTURES / SHIBA, env / SHIBA)
+    code, out = _ingest(capsys, "--ids", "5426")
+    assert code == 0 and "files loaded 1 (" in out
+    assert f"ingest: left for a run with its asset in ids: {SHIBA}" in out
+    assert _q("SELECT DISTINCT id FROM cmc_price_histories7") == [(5426,)]
+    code, out = _ingest(capsys)
+    assert "files loaded 1 (changed 0, unchanged 1, refused 0)" in out
+    assert sorted(_q("SELECT DISTINCT id FROM cmc_price_histories7")) == [(5426,), (5994,)]
