@@ -5,6 +5,7 @@ CLI calls). Nothing here touches the database or the network at import.
 
 Shape (see docs/ARCHITECTURE.md for why)::
 
+    ingest                                   new inbox files + missing API days (ta_lab2.ingest)
     prepare                                  schema, params check, ids -> batches
     asset  (ONE task group mapped over the batches; instance i depends only on instance i)
       bars.1d -> bars.multi_tf, bars.cal_iso, bars.cal_us, bars.cal_anchor_iso, bars.cal_anchor_us
@@ -94,6 +95,12 @@ def asset(batch: list[int]) -> None:
 
 
 @task(pool=POOL)
+def ingest() -> dict[str, Any]:
+    """Load new files from TA_LAB2_INBOX and the API's missing days (connection cmc_api)."""
+    return orchestration.ingest(_context())
+
+
+@task(pool=POOL, trigger_rule="all_done")  # a failed ingest still refreshes what is loaded
 def prepare() -> list[list[int]]:
     """Apply the schema, check the params against the warehouse, resolve ids into batches."""
     return orchestration.prepare(_context())
@@ -130,7 +137,9 @@ with DAG(
     tags=["ta_lab2", "market-data"],
     doc_md=__doc__,
 ) as dag:
-    per_asset = asset.expand(batch=prepare())
+    batches = prepare()
+    ingest() >> batches
+    per_asset = asset.expand(batch=batches)
     per_asset >> validate_global() >> summary()
     # a sibling of summary, not its child: a DAG run's state comes from its leaves, so summary
     # must stay a leaf to fail the run; publish still runs (all_done) after validation

@@ -1,13 +1,16 @@
 """Shared fixtures: a throwaway database per test session on a real Postgres server.
 
-Server resolution for tests: env ``TA_LAB2_TEST_SERVER_URL`` (a URL to the server's
-maintenance database), else the local server on 127.0.0.1:5432 when it answers, else the
-embedded ``pgserver`` one. Each session creates ``ta_lab2_test_<random>`` and drops it at
-the end; nothing touches ``TA_LAB2_DB_URL``'s database.
+Server resolution for tests (tests/support/dbserver.py): env ``TA_LAB2_TEST_SERVER_URL``
+(a URL to the server's maintenance database), else the local server on 127.0.0.1:5432 when
+something listens there, else the embedded ``pgserver`` one; printed once in the report
+header. A chosen server that refuses the login is an error, never a silent switch. Each
+session creates ``ta_lab2_test_<random>`` and drops it at the end; nothing touches
+``TA_LAB2_DB_URL``'s database.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -20,6 +23,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
+from tests.support.dbserver import ServerChoice, TestServerError, choose_server
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_CMC = ROOT / "include" / "data" / "cmc"  # the repo's own copy (include/data/cmc/README.md)
@@ -40,18 +45,30 @@ for _key, _value in {
 os.environ.setdefault("TA_LAB2_LOG_DIR", tempfile.mkdtemp(prefix="ta_lab2_logs_"))
 
 
-def _server_url() -> str:
-    env = os.environ.get("TA_LAB2_TEST_SERVER_URL")
-    if env:
-        return env
-    local = "postgresql://postgres@127.0.0.1:5432/postgres"
-    try:
-        with psycopg.connect(local, connect_timeout=3):
-            return local
-    except psycopg.OperationalError:
-        from ta_lab2.store.db import embedded_url
+def _embedded() -> str:
+    from ta_lab2.store.db import embedded_url
 
-        return embedded_url("postgres")
+    return embedded_url("postgres")
+
+
+@functools.cache
+def _server_choice() -> ServerChoice | TestServerError:
+    try:
+        return choose_server(os.environ, _embedded)
+    except TestServerError as exc:
+        return exc
+
+
+def _server_url() -> str:
+    choice = _server_choice()
+    if isinstance(choice, TestServerError):
+        pytest.fail(str(choice), pytrace=False)
+    return choice.url
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    choice = _server_choice()
+    return f"ERROR: {choice}" if isinstance(choice, TestServerError) else choice.describe()
 
 
 def _with_db(url: str, dbname: str) -> str:

@@ -76,9 +76,9 @@ MAP_HEADROOM = 2  # recommended batch counts stay <= max_map_length / MAP_HEADRO
 OVERHEAD_SHARE_MAX = 0.5  # ... and scheduling overhead <= this share of the run wall time
 BATCH_CANDIDATES = (1, 2, 5, 10, 20, 25, 50, 100)
 # Task instances per mapped batch (the DAG's ``asset`` group: 6 bars + freshness + 4 EMAs +
-# validate) and outside the group (prepare, validate_global, summary).
+# validate) and outside the group (ingest, prepare, validate_global, summary).
 TIS_PER_BATCH = len(BAR_FAMILY_NAMES) + 1 + len(EMA_FAMILY_NAMES) + 1
-TIS_FIXED = 3
+TIS_FIXED = 4
 # The DAG file does not change during the bench: keep the DAG processor from re-listing and
 # re-parsing it every few seconds (its CPU is taken from the run being measured).
 AIRFLOW_ENV = {"AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3600"}
@@ -794,7 +794,7 @@ def render_batch_size(result: BenchResult) -> list[str]:
              "fallback=1024)`, HTTP 400 `unmappable_return_value_length`). Here the mapped value is `prepare`'s "
              "list of batches, so the limit is on the number of **batches**, ceil(assets / batch_size), not on "
              f"task instances. Each batch is {TIS_PER_BATCH} task instances (6 bar builders, freshness, "
-             f"4 EMA refreshers, validate) and every run has {TIS_FIXED} more (prepare, validate_global, summary).",
+             f"4 EMA refreshers, validate) and every run has {TIS_FIXED} more (ingest, prepare, validate_global, summary).",
              ""]
     rows = []
     for b in BATCH_CANDIDATES:

@@ -1,6 +1,7 @@
 """``python -m ta_lab2 COMMAND``: the same code path the DAG tasks call.
 
-Commands: ``schema`` (apply DDL), ``load FILE... [--id N]``, ``synth``, ``refresh``,
+Commands: ``schema`` (apply DDL), ``load FILE... [--id N]``, ``assets import FILE|list``,
+``ingest [--ids ...] [--as-of ISO]`` (inbox + CoinMarketCap API), ``synth``, ``refresh``,
 ``validate``, ``chart``, ``demo`` and ``bench``. Bad ids, dates, builders, refreshers, timeframes or periods exit 2 with one
 line on stderr; a refresh where any (asset, component) failed exits 1.
 
@@ -105,7 +106,18 @@ def _parser() -> argparse.ArgumentParser:
     ld = sub.add_parser("load", help="upsert CoinMarketCap files into cmc_price_histories7")
     ld.add_argument("files", nargs="+", type=Path)
     ld.add_argument("--id", type=_positive_int, default=None,
-                    help="asset id for every row (overrides the symbol map)")
+                    help="asset id for every row (default: from the file name or its rows via dim_assets)")
+    asp = sub.add_parser("assets", help="the asset registry (dim_assets)")
+    asub = asp.add_subparsers(dest="assets_command", required=True)
+    aim = asub.add_parser("import", help="register assets from a CMC /v1/cryptocurrency/map JSON or an "
+                                         "id,symbol,name,slug CSV")
+    aim.add_argument("file", type=Path)
+    asub.add_parser("list", help="print the registry")
+    ing = sub.add_parser("ingest", help="load new inbox files (TA_LAB2_INBOX) and fetch missing days from the "
+                                        "CoinMarketCap API (CMC_API_KEY)")
+    ing.add_argument("--ids", default="all", help="restrict to these asset ids (default: all)")
+    ing.add_argument("--as-of", default=None, help="fetch API days that closed before this instant (default now)")
+    ing.add_argument("--dry-run", action="store_true", help="say what would be loaded and fetched, write nothing")
     sy = sub.add_parser("synth", help="write synthetic candle files")
     sy.add_argument("--assets", type=int, default=4)
     sy.add_argument("--days", type=int, default=1095)
@@ -263,6 +275,9 @@ def _precheck(args: argparse.Namespace) -> None:
             raise UsageError(f"--periods: {args.periods!r}: give at least one period")
         if args.out is not None and args.out.suffix.lower() not in (".png", ".svg"):
             raise UsageError(f"--out: {str(args.out)!r} must end in .png or .svg")
+    elif args.command == "ingest":
+        parse_ids(args.ids)
+        parse_as_of(args.as_of)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

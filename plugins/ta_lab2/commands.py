@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ta_lab2.cli import UsageError, parse_ids, refresh_options
@@ -22,8 +24,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from ta_lab2.loader import parse_file
-    from ta_lab2.store.source import upsert_parsed
+    from ta_lab2.loader import LineProblem, ParsedFile, iter_file
+    from ta_lab2.store import source
 
     missing = [str(f) for f in args.files if not Path(f).is_file()]
     if missing:
@@ -31,15 +33,23 @@ def cmd_load(args: argparse.Namespace) -> int:
     url = db.resolve_url()
     with db.connect(url) as conn:
         schema.apply_schema(conn)
+        registry = source.registry(conn)
     totals = [0, 0, 0, 0]
     for path in args.files:
+        problems: list[LineProblem] = []
+
+        def collect(chunks: Iterable[ParsedFile], problems: list[LineProblem] = problems) -> Iterator[ParsedFile]:
+            for c in chunks:
+                problems.extend(c.problems)
+                yield c
+
         try:
-            parsed = parse_file(Path(path), args.id)
-        except ValueError as exc:
+            with db.transaction(url) as conn:  # an unresolvable file rolls back: nothing of it is loaded
+                chunks = iter_file(Path(path), args.id, registry)
+                counts = source.upsert_chunks(conn, collect(chunks))
+        except ValueError as exc:  # bad header, unknown asset (ta_lab2.assets.UnknownAsset)
             raise UsageError(f"{path}: {exc}") from None
-        with db.transaction(url) as conn:
-            counts = upsert_parsed(conn, parsed)
-        for p in parsed.problems:
+        for p in problems:
             print(f"rejected {p}")
         print(f"{Path(path).name}: inserted {counts.inserted}, updated {counts.updated}, "
               f"unchanged {counts.unchanged}, rejected {counts.rejected}")
@@ -47,6 +57,53 @@ def cmd_load(args: argparse.Namespace) -> int:
                                                  counts.rejected), strict=True)]
     print("total: inserted {}, updated {}, unchanged {}, rejected {}".format(*totals))
     return 0
+
+
+def cmd_assets(args: argparse.Namespace) -> int:
+    from ta_lab2.assets import parse_map
+    from ta_lab2.store import source
+
+    url = db.resolve_url()
+    with db.connect(url) as conn:
+        schema.apply_schema(conn)
+    if args.assets_command == "import":
+        if not args.file.is_file():
+            raise UsageError(f"no such file: {args.file}")
+        try:
+            assets = parse_map(args.file.read_text(encoding="utf-8-sig"), str(args.file))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        with db.transaction(url) as conn:
+            inserted, updated = source.import_assets(conn, assets)
+        print(f"{args.file.name}: {inserted} assets added, {updated} updated")
+        return 0
+    with db.connect(url) as conn:
+        rows = source.list_assets(conn)
+    from ta_lab2.ops.summary import table
+
+    print(table(["id", "symbol", "name", "slug", "active", "first day", "last day"],
+                [[str(r[0]), str(r[1]), str(r[2]), str(r[3] or ""), "yes" if r[4] else "no",
+                  f"{r[5]:%Y-%m-%d}" if r[5] else "-", f"{r[6]:%Y-%m-%d}" if r[6] else "-"] for r in rows]))
+    print(f"{len(rows)} assets; {sum(1 for r in rows if r[4] and r[5])} active with data (refreshed by ids=all)")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from ta_lab2.cli import parse_as_of
+    from ta_lab2.ingest import ApiAuthError, run_ingest
+    from ta_lab2.ingest.cmc_api import api_config
+
+    url = db.resolve_url()
+    try:
+        result = run_ingest(url, as_of=parse_as_of(args.as_of), ids=parse_ids(args.ids), dry_run=args.dry_run,
+                            api=api_config())
+    except ApiAuthError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    print("\n".join(result.lines()))
+    return 0 if result.clean else 1
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -140,8 +197,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run_bench(assets=args.assets, days=args.days, airflow=args.airflow, out=args.out)
 
 
-COMMANDS = {"schema": cmd_schema, "load": cmd_load, "synth": cmd_synth, "refresh": cmd_refresh,
-            "validate": cmd_validate, "chart": cmd_chart, "demo": cmd_demo, "bench": cmd_bench}
+COMMANDS = {"schema": cmd_schema, "load": cmd_load, "assets": cmd_assets, "ingest": cmd_ingest, "synth": cmd_synth,
+            "refresh": cmd_refresh, "validate": cmd_validate, "chart": cmd_chart, "demo": cmd_demo,
+            "bench": cmd_bench}
 
 
 def dispatch(args: argparse.Namespace) -> int:

@@ -98,7 +98,7 @@ def _report(url: str) -> int:
                            "ORDER BY started_at DESC LIMIT 1").fetchone()
         counts = conn.execute(
             "SELECT a.id, a.symbol, count(b.id) FROM dim_assets a LEFT JOIN cmc_price_bars_1d b ON b.id = a.id "
-            "GROUP BY a.id, a.symbol ORDER BY a.id").fetchall()
+            "WHERE a.first_seen IS NOT NULL GROUP BY a.id, a.symbol ORDER BY a.id").fetchall()
     if run is None:
         print("no run was recorded (see .local/demo_airflow.log)", file=sys.stderr)
         return 1

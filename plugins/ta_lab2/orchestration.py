@@ -113,6 +113,22 @@ def batches_of(ids: list[int], size: int) -> list[list[int]]:
 
 
 @classified
+def ingest(context: Context) -> dict[str, Any]:
+    """Bring new candles in before ``prepare`` (inbox files, then the CoinMarketCap API), so a
+    coin dropped today is refreshed in the same run. Applies the schema itself."""
+    from ta_lab2.ingest import ApiAuthError, run_ingest
+    from ta_lab2.ingest.cmc_api import api_config
+
+    p = context["params"]
+    try:
+        result = run_ingest(db.resolve_url(airflow=True), as_of=as_of(context), ids=parse_ids_param(p["ids"]),
+                            dry_run=bool(p["dry_run"]), api=api_config(airflow=True))
+    except ApiAuthError as exc:
+        raise _fail(f"ingest: {exc}") from None
+    return result.to_dict()
+
+
+@classified
 def prepare(context: Context) -> list[list[int]]:
     """Apply the schema, check params against the warehouse, resolve ids into batches."""
     from ta_lab2.refresh.plan import RequestError, check_series, resolve_ids
@@ -286,14 +302,19 @@ def summary(context: Context) -> dict[str, Any]:
         pulled = context["ti"].xcom_pull(task_ids=[f"asset.{c}" for c in components], default=None) or []
         planned = [r for x in pulled if isinstance(x, dict) for r in x.get("results", [])]
     url = db.resolve_url(airflow=True)
+    from ta_lab2.ingest import summary_lines
+
+    ingested = summary_lines(context["ti"].xcom_pull(task_ids="ingest", default=None))
     run = build_run_summary(url, opts, components, ids, dag_id=context["dag"].dag_id,
-                            params=dict(context["params"]), dry_run_results=planned)
+                            params=dict(context["params"]), dry_run_results=planned, notes=ingested.lines,
+                            ingest_clean=ingested.clean)
     print(run["text"])
     if not run["clean"] and context["params"]["alert_on_error"] and not opts.dry_run:
         send_digest(run, dag_id=context["dag"].dag_id, batches=context["ti"].xcom_pull(task_ids="prepare"))
-    if run["assets_failed"] or run["validation_fail"]:  # fails the run on purpose: the digest said it
+    if run["assets_failed"] or run["validation_fail"] or ingested.failed:  # on purpose: the digest said it
         raise _fail(f"run {opts.run_id} not clean: {len(run['assets_failed'])} assets failed "
-                    f"{run['assets_failed']}, validation FAIL {run['validation_fail']}", in_digest=True)
+                    f"{run['assets_failed']}, validation FAIL {run['validation_fail']}"
+                    + (", ingest failed" if ingested.failed else ""), in_digest=True)
     return {k: run[k] for k in ("status", "assets_ok", "assets_failed", "validation_fail", "validation_warn")}
 
 

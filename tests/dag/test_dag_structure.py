@@ -69,18 +69,21 @@ def test_schedule_and_run_settings(dag) -> None:  # type: ignore[no-untyped-def]
 
 def test_one_mapped_asset_group_with_a_task_per_family_from_the_registry(dag) -> None:  # type: ignore[no-untyped-def]
     ids = set(dag.task_ids)
-    expected = ({"prepare", "validate_global", "summary", "publish", "asset.freshness", "asset.validate"}
+    expected = ({"ingest", "prepare", "validate_global", "summary", "publish", "asset.freshness", "asset.validate"}
                 | {f"asset.bars.{b}" for b in BAR_FAMILY_NAMES} | {f"asset.emas.{e}" for e in EMA_FAMILY_NAMES})
     assert ids == expected
-    for tid in ids - {"prepare", "validate_global", "summary", "publish"}:
+    for tid in ids - {"ingest", "prepare", "validate_global", "summary", "publish"}:
         group = dag.get_task(tid).get_closest_mapped_task_group()
         assert group is not None and group.group_id == "asset", tid
-    for tid in ("prepare", "validate_global", "summary", "publish"):
+    for tid in ("ingest", "prepare", "validate_global", "summary", "publish"):
         assert dag.get_task(tid).get_closest_mapped_task_group() is None
 
 
 def test_edges_follow_the_family_dependencies(dag) -> None:  # type: ignore[no-untyped-def]
     up = {t.task_id: set(t.upstream_task_ids) for t in dag.tasks}
+    assert up["ingest"] == set()  # the first step: new data is in before prepare resolves the ids
+    assert up["prepare"] == {"ingest"}
+    assert dag.get_task("prepare").trigger_rule == "all_done"
     assert up["asset.bars.1d"] == {"prepare"}
     for b in BAR_FAMILY_NAMES[1:]:
         assert "asset.bars.1d" in up[f"asset.bars.{b}"]

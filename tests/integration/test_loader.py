@@ -35,7 +35,7 @@ def test_loading_the_real_files_twice_changes_nothing_the_second_time(
     assert _source(cli_db) == first  # load_ts included: nothing was touched
     with db.connect(cli_db) as conn:
         counts = dict(conn.execute("SELECT id, count(*) FROM cmc_price_histories7 GROUP BY id").fetchall())
-        assets = conn.execute("SELECT id, symbol FROM dim_assets ORDER BY id").fetchall()
+        assets = conn.execute("SELECT id, symbol FROM dim_assets WHERE first_seen IS NOT NULL ORDER BY id").fetchall()
     assert counts == {i: n for i, n in REAL.values()}
     assert assets == [(1, "BTC"), (52, "XRP"), (825, "USDT"), (1027, "ETH")]
 
@@ -71,16 +71,43 @@ def test_a_revised_value_is_updated_and_restamped(cli_db: str, tmp_path: Path,
     assert "inserted 0, updated 1, unchanged 0, rejected 0" in capsys.readouterr().out
 
 
-def test_unknown_symbol_and_bad_header_are_clear_errors(cli_db: str, tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    f = tmp_path / "doge.csv"
+def test_unknown_coin_is_refused_whole_and_bad_header_is_a_clear_error(
+        cli_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "pepe.csv"
     f.write_text("SNo,Name,Symbol,Date,High,Low,Open,Close,Volume,Marketcap\n"
-                 "1,Dogecoin,DOGE,2020-01-01,2,1,1.5,1.6,10,100\n")
-    main(["load", str(f)])
-    assert "unknown asset (symbol 'DOGE', name 'Dogecoin'): pass --id N" in capsys.readouterr().out
-    assert main(["load", "--id", "74", str(f)]) == 0
+                 "1,Pepe,PEPE,2020-01-01,2,1,1.5,1.6,10,100\n"
+                 "2,Pepe,PEPE,2020-01-02,2,1,1.5,1.6,10,100\n")
+    assert main(["load", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "unknown asset (name 'Pepe', symbol 'PEPE'): pass --id N, or register it with" in err
+    assert _source(cli_db) == []  # nothing of the refused file is loaded
+    assert main(["load", "--id", "24478", str(f)]) == 0
+    assert {r[0] for r in _source(cli_db)} == {24478}
     g = tmp_path / "bad.csv"
     g.write_text("a,b,c\n1,2,3\n")
     assert main(["load", str(g)]) == 2
     assert "unrecognised header" in capsys.readouterr().err
     assert main(["load", str(tmp_path / "missing.csv")]) == 2
+
+
+def test_a_seeded_coin_of_the_per_coin_layout_needs_no_id(cli_db: str, tmp_path: Path) -> None:
+    f = tmp_path / "coin_Dogecoin.csv"
+    f.write_text("SNo,Name,Symbol,Date,High,Low,Open,Close,Volume,Marketcap\n"
+                 "1,Dogecoin,DOGE,2020-01-01,2,1,1.5,1.6,10,100\n")
+    assert main(["load", str(f)]) == 0
+    assert [(r[0], r[1]) for r in _source(cli_db)] == [(74, "Dogecoin")]
+
+
+def test_binary_garbage_lines_are_stored_as_rejects(cli_db: str, tmp_path: Path) -> None:
+    f = tmp_path / "coin_Bitcoin.csv"
+    f.write_bytes(b"SNo,Name,Symbol,Date,High,Low,Open,Close,Volume,Marketcap\n"
+                  b"1,Bitcoin,BTC,2013-04-29,147.48,134,134.44,144.54,0,1603768865\n"
+                  b"2,Bitcoin,BTC,2013-04-30,146.9,\xff\x00,144,139,0,1542813125\n"
+                  b"3,Bitcoin,BTC,2013-05-01,1\x0047,1,2,3,0,5\n")
+    assert main(["load", str(f)]) == 0
+    with db.connect(cli_db) as conn:
+        rej = conn.execute("SELECT line_no, reason, raw_line FROM cmc_load_rejects ORDER BY line_no").fetchall()
+    assert [(r[0], r[1]) for r in rej] == [(3, "line is not valid UTF-8"),
+                                           (4, "column High: '1\\x0047' is not a number")]
+    assert rej[0][2] == "2,Bitcoin,BTC,2013-04-30,146.9,\\xff\\x00,144,139,0,1542813125"

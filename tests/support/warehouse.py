@@ -68,7 +68,7 @@ def load_rows(url: str, asset_id: int, rows: Sequence[dict[str, Any]], source_fi
     for r in rows:
         parsed.rows.append((asset_id, f"A{asset_id}", r["timeopen"], r["timeclose"], r["timehigh"], r["timelow"],
                             r["timestamp"], r["open"], r["high"], r["low"], r["close"], r["volume"],
-                            r["marketcap"], source_file))
+                            r["marketcap"], None, source_file))
     parsed.symbols[asset_id] = (f"A{asset_id}", f"A{asset_id}")
     with db.transaction(url) as conn:
         upsert_parsed(conn, parsed)

@@ -3,18 +3,20 @@
 -- load_ts so the 1d builder sees the revision), leaves identical rows untouched.
 -- Returns one row per inserted or updated key with inserted = true/false.
 INSERT INTO cmc_price_histories7 AS t (id, name, timeopen, timeclose, timehigh, timelow, "timestamp",
-    open, high, low, close, volume, marketcap, source_file)
+    open, high, low, close, volume, marketcap, circulating_supply, source_file)
 SELECT id, name, timeopen, timeclose, timehigh, timelow, "timestamp", open, high, low, close,
-    volume, marketcap, source_file
+    volume, marketcap, circulating_supply, source_file
 FROM _stage_source
 ON CONFLICT (id, "timestamp") DO UPDATE SET
     name = EXCLUDED.name, timeopen = EXCLUDED.timeopen, timeclose = EXCLUDED.timeclose,
     timehigh = EXCLUDED.timehigh, timelow = EXCLUDED.timelow, open = EXCLUDED.open,
     high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close, volume = EXCLUDED.volume,
-    marketcap = EXCLUDED.marketcap, source_file = EXCLUDED.source_file, load_ts = now()
+    marketcap = EXCLUDED.marketcap,
+    circulating_supply = EXCLUDED.circulating_supply, source_file = EXCLUDED.source_file, load_ts = now()
 WHERE (t.name, t.timeopen, t.timeclose, t.timehigh, t.timelow, t.open, t.high, t.low, t.close,
-       t.volume, t.marketcap)
+       t.volume, t.marketcap, t.circulating_supply)
   IS DISTINCT FROM
       (EXCLUDED.name, EXCLUDED.timeopen, EXCLUDED.timeclose, EXCLUDED.timehigh, EXCLUDED.timelow,
-       EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume, EXCLUDED.marketcap)
+       EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume, EXCLUDED.marketcap,
+       EXCLUDED.circulating_supply)
 RETURNING (xmax = 0) AS inserted

@@ -150,10 +150,12 @@ def run_verdict(results: Sequence[dict[str, Any]], validation: dict[str, int]) -
 
 def build_run_summary(url: str, opts: Any, components: Sequence[str], ids: Sequence[int], *, dag_id: str,
                       params: dict[str, Any], dry_run_results: Sequence[dict[str, Any]] = (),
-                      notes: Sequence[str] = ()) -> dict[str, Any]:
+                      notes: Sequence[str] = (), ingest_clean: bool = True) -> dict[str, Any]:
     """The run's summary from the audit tables (or, for a dry run, from the tasks' returned
     plans), persisted to ``refresh_runs`` unless dry run. Returns the ``summary_message``
-    inputs plus ``text``, ``clean``, ``status`` and the totals."""
+    inputs plus ``text``, ``clean``, ``status`` and the totals. ``notes`` carry the ingest
+    step's lines; ``ingest_clean=False`` (a refused file, an API error) makes a clean run a
+    warning."""
     from ta_lab2.store import audit, db
 
     if opts.dry_run:
@@ -164,7 +166,7 @@ def build_run_summary(url: str, opts: Any, components: Sequence[str], ids: Seque
     results = expected_results(recorded, ids, components)
     verdict = run_verdict(results, validation)
     clean = not (verdict["assets_failed"] or verdict["assets_skipped"] or verdict["validation_fail"]
-                 or verdict["validation_warn"] or verdict["critical"])
+                 or verdict["validation_warn"] or verdict["critical"]) and ingest_clean
     status = "success" if clean else ("failed" if verdict["assets_failed"] or verdict["validation_fail"]
                                       else "warning")
     progress = f"assets done {len(verdict['assets_ok'])}/{len(ids)}"

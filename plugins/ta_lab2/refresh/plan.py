@@ -23,7 +23,7 @@ def resolve_ids(conn: psycopg.Connection, ids: Sequence[int] | None) -> list[int
             raise RequestError(f"unknown asset ids {unknown} (not in dim_assets; load them first)")
         return sorted(set(ids))
     if not found:
-        raise RequestError("no active assets in dim_assets: load data first (python -m ta_lab2 load ...)")
+        raise RequestError("no active assets with data in dim_assets: load data first (python -m ta_lab2 load ... or ingest)")
     return found
 
 

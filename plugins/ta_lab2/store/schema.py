@@ -49,12 +49,21 @@ def statements() -> list[sql.Composable]:
     return stmts
 
 
+def seed_assets(cur: psycopg.Cursor) -> None:
+    """The built-in registry of well-known CoinMarketCap ids (``ta_lab2.assets.SEED``)."""
+    from ta_lab2.assets import SEED
+
+    cur.executemany(sqlfiles.load("queries/assets_seed"),
+                    [{"id": i, "symbol": s, "name": n, "slug": g} for i, s, n, g in SEED])
+
+
 def apply_schema(conn: psycopg.Connection) -> None:
     """Apply all DDL in one transaction under an advisory lock (safe to run concurrently)."""
     with conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
         for stmt in statements():
             cur.execute(stmt)  # type: ignore[call-overload]  # str or composed SQL
+        seed_assets(cur)
     conn.commit()
     # DEBUG, not INFO: every CLI command applies the idempotent DDL first, and an INFO line on
     # stderr would precede (and break) the one-line error of a refused request.

@@ -1,0 +1,25 @@
+-- 015_real_data: what real CoinMarketCap data needs (issue 11). Idempotent.
+-- * cmc_price_histories7.circulating_supply: today's export carries it (nullable: the per-coin
+--   CSV and older exports do not). The 1d table has no place for it (BARS.md §1), so it stays here.
+-- * dim_assets.slug: CoinMarketCap's slug ("shiba-inu"), matched like the name when a file
+--   name says which coin an export is.
+-- * source_files: one row per distinct file content the ingest step has loaded (sha256), so a
+--   re-dropped or renamed identical file is a no-op and a changed file is reloaded.
+-- The built-in seed of well-known CoinMarketCap ids (ta_lab2.assets.SEED) is applied right
+-- after the numbered files by ta_lab2.store.schema (queries/assets_seed.sql): seeded rows have
+-- no data (first_seen NULL), so `ids = all` ("active assets with data") skips them.
+ALTER TABLE cmc_price_histories7 ADD COLUMN IF NOT EXISTS circulating_supply double precision;
+ALTER TABLE dim_assets ADD COLUMN IF NOT EXISTS slug text;
+
+CREATE TABLE IF NOT EXISTS source_files (
+    sha256        text PRIMARY KEY,
+    location      text NOT NULL,          -- where it was last seen (inbox URI or path)
+    file_name     text NOT NULL,
+    size_bytes    bigint NOT NULL,
+    asset_id      integer,
+    rows_inserted integer NOT NULL DEFAULT 0,
+    rows_updated  integer NOT NULL DEFAULT 0,
+    rows_rejected integer NOT NULL DEFAULT 0,
+    loaded_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS source_files_location_idx ON source_files (location, loaded_at);
