@@ -120,7 +120,7 @@ def publish_symbols(batch: list[int], url: str) -> None:
         from ta_lab2.store import assets
 
         with db.connect(url) as conn:
-            context[labels.SYMBOLS_KEY] = assets.symbols(conn, batch)  # type: ignore[index]
+            context[labels.SYMBOLS_KEY] = assets.symbols(conn, batch)  # type: ignore[literal-required]
     except Exception as exc:
         log.warning("no symbols for the label of batch %s: %s: %s", batch, type(exc).__name__, exc)
 

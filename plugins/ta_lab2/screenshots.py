@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +50,7 @@ class Shot:
 
 
 @contextmanager
-def browser_page(base_url: str, user: str, password: str, *, executable: str = CHROMIUM) -> Iterator[Page]:
+def browser_page(base_url: str, user: str, password: str, *, executable: str = CHROMIUM) -> Generator[Page]:
     """A headless system Chromium logged in to the Airflow UI through its login form."""
     from playwright.sync_api import sync_playwright
 
