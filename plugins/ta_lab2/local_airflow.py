@@ -688,7 +688,7 @@ def up(*, parallelism: int = 4, reparse_interval: int = 30, timeout: float = 300
 
 def describe(af: StandaloneAirflow, started: bool) -> str:
     user, password = af.credentials()
-    rel = os.path.relpath(af.home, Path.cwd())
+    rel = os.path.relpath(af.home) if af.home.is_relative_to(Path.cwd()) else str(af.home)
     return "\n".join([
         f"Airflow {'started' if started else 'already running'} (airflow standalone, LocalExecutor)",
         f"  URL:      {af.base_url}",

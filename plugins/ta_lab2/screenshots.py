@@ -86,7 +86,7 @@ def shoot(page: Page, url: str, path: Path, expected: Sequence[str], *, name: st
             raise ScreenshotError(f"{name or path.name}: {text!r} not shown at {url} "
                                   f"({type(exc).__name__})") from None
     page.wait_for_load_state("networkidle")
-    page.wait_for_timeout(1500)  # charts and the grid animate in
+    page.wait_for_timeout(800)  # charts and the grid animate in
     path.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(path), full_page=False)
     return Shot(name or path.stem, path, url, tuple(expected), page.inner_text("body"))

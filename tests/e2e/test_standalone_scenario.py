@@ -18,14 +18,16 @@ connection, which the launcher forwards from the environment.
    true`` and no task ids: it ends ``success`` (the summary waited for every mapped instance),
    1 and 52 are not recomputed, no new alert, and every table equals one CLI refresh.
 3. Task-level resume: the failed ``asset.bars.1d`` instance cleared with downstream, with
-   ``only_failed`` off and on: ``success``, the poisoned asset's EMA rows present, asset 1's
-   tables unchanged.
-4. Screenshots (system chromium) of a run with a failed asset, then the whole run cleared
-   (``POST .../dagRuns/{run}/clear``, the UI's "Clear Run"): ``success``.
+   ``only_failed`` off and on (runs over the poisoned asset alone): ``success``, the poisoned
+   asset's EMA rows present, asset 1's tables unchanged.
+4. Screenshots (system chromium) of a run with a failed asset (assets 1 and 828), then the whole
+   run cleared (``POST .../dagRuns/{run}/clear``, the UI's "Clear Run"): ``success``, every task
+   rerun, asset 1's tables unchanged.
 5. Backfill: ``POST /api/v2/backfills`` over three daily ticks (batch_size 2): three successful
    runs whose tables equal ONE CLI refresh at the last cutoff.
 
-About 6 minutes on a quiet 2-core machine (~40 s of it starting Airflow, ~60 s the browser).
+12.7 minutes measured on a 2-core machine at load average ~15 (seven other test sessions);
+about 6-7 minutes expected on a quiet one (~40 s starting Airflow, ~40 s the browser).
 """
 
 from __future__ import annotations
@@ -250,13 +252,14 @@ def _assert_labelled(af: StandaloneAirflow, run_id: str, batches: list[list[int]
     assert not wrong, wrong
 
 
-def _fail_then_fix(af: StandaloneAirflow, wh: str, asset: int, seed: int) -> tuple[str, int, list[dict[str, Any]]]:
-    """A run over [HEALTHY, asset] with asset's source poisoned; returns (run id, map index, clean rows)
-    once it failed in the poisoned asset's bars.1d."""
+def _fail_then_fix(af: StandaloneAirflow, wh: str, asset: int, seed: int,
+                   with_healthy: bool) -> tuple[str, int, list[dict[str, Any]]]:
+    """A run over [asset] (or [HEALTHY, asset]) with asset's source poisoned; returns (run id, map
+    index, clean rows) once it failed in the poisoned asset's bars.1d."""
     load_rows(wh, HEALTHY, _rows(SCENARIO[HEALTHY], _today(), gap_prob=0.0))  # as in scenario 2 (a no-op then)
     clean = _rows(seed, _today(), gap_prob=0.0)
     load_rows(wh, asset, _poisoned(clean))
-    run_id = af.trigger({"ids": [HEALTHY, asset]})["dag_run_id"]
+    run_id = af.trigger({"ids": [HEALTHY, asset] if with_healthy else [asset]})["dag_run_id"]
     _step(f"triggered {run_id} with {asset} poisoned")
     with _explain(af, run_id):
         assert af.wait_run(run_id, RUN_TIMEOUT_S) == "failed"
@@ -403,7 +406,8 @@ def test_clearing_the_failed_instance_with_downstream_resumes(
         airflow: StandaloneAirflow, databases: dict[str, str], only_failed: bool) -> None:
     af, wh = airflow, databases["warehouse"]
     asset, seed = RESUME[f"task_clear_only_failed_{'on' if only_failed else 'off'}"]
-    run_id, bad, clean = _fail_then_fix(af, wh, asset, seed)
+    # scenario 2 proved that a task-level clear stays in its map index: no healthy batch-mate here
+    run_id, bad, clean = _fail_then_fix(af, wh, asset, seed, with_healthy=False)
     healthy_before = _snapshot(wh, HEALTHY)  # the resume must not touch it
     load_rows(wh, asset, clean)
     with _explain(af, run_id):
@@ -416,14 +420,14 @@ def test_clearing_the_failed_instance_with_downstream_resumes(
     _step(f"{run_id} success after a task-level clear (only_failed={only_failed})")
     _assert_emas_present(wh, asset)
     _assert_unchanged(wh, HEALTHY, healthy_before)
-    _assert_audit(wh, run_id, "success", 2, 0)
+    _assert_audit(wh, run_id, "success", 1, 0)
 
 
 # -- 4. screenshots of a failed run, then "Clear Run" (the whole run) ------------------------------
 @pytest.fixture(scope="module")
 def failed_for_whole_clear(airflow: StandaloneAirflow, databases: dict[str, str]) -> dict[str, Any]:
     asset, seed = RESUME["whole_run"]
-    run_id, bad, clean = _fail_then_fix(airflow, databases["warehouse"], asset, seed)
+    run_id, bad, clean = _fail_then_fix(airflow, databases["warehouse"], asset, seed, with_healthy=True)
     healthy_before = _snapshot(databases["warehouse"], HEALTHY)  # the resume must not touch it
     return {"run_id": run_id, "bad": bad, "asset": asset, "clean": clean, "healthy_before": healthy_before}
 
