@@ -26,8 +26,9 @@ connection, which the launcher forwards from the environment.
 5. Backfill: ``POST /api/v2/backfills`` over three daily ticks (batch_size 2): three successful
    runs whose tables equal ONE CLI refresh at the last cutoff.
 
-12.7 minutes measured on a 2-core machine at load average ~15 (seven other test sessions);
-about 6-7 minutes expected on a quiet one (~40 s starting Airflow, ~40 s the browser).
+8.3 minutes measured on a 2-core machine at load average 10-13 (other test sessions running),
+12.7 at load 15; about 5 minutes expected on a quiet one (~50 s of it starting Airflow, ~30 s
+the browser).
 """
 
 from __future__ import annotations
