@@ -9,7 +9,7 @@ TA := $(BIN)/python -m ta_lab2
 IDS ?= all
 ARGS ?=
 
-.PHONY: help venv demo test test-fast bars emas daily-refresh dry-run validate clean-logs env up down bench lint lock
+.PHONY: help venv demo test test-fast bars emas daily-refresh dry-run validate clean-logs env up down airflow airflow-stop screenshots bench lint lock
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -49,6 +49,15 @@ validate: venv  ## run the validation checks and print PASS/WARN/FAIL
 clean-logs:  ## delete Airflow task logs older than $$LOG_RETENTION_DAYS (default 30) under .local/
 	find .local -path '*/logs/*' -type f -mtime +$${LOG_RETENTION_DAYS:-30} -delete 2>/dev/null || true
 	find .local -path '*/logs/*' -type d -empty -delete 2>/dev/null || true
+
+airflow: venv  ## start a local Airflow 3 UI in the background (no Docker) and print URL, user, password
+	$(BIN)/python -m ta_lab2.local_airflow start
+
+airflow-stop:  ## stop the local Airflow of `make airflow` (no process left)
+	$(BIN)/python -m ta_lab2.local_airflow stop
+
+screenshots: venv  ## PNGs of the running `make airflow` UI (system chromium) into docs/img/
+	$(BIN)/python -m ta_lab2.screenshots --out docs/img
 
 env:  ## write .env with fresh random secrets for docker compose (never overwrites one)
 	python3 deploy/make_env.py .env

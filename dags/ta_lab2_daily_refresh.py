@@ -11,11 +11,17 @@ Shape (see docs/ARCHITECTURE.md for why)::
       bars.1d -> bars.multi_tf, bars.cal_iso, bars.cal_us, bars.cal_anchor_iso, bars.cal_anchor_us
       freshness                              sensor (reschedule, timeout, soft_fail) after bars.1d
       emas.multi_tf, emas.cal, emas.cal_anchor, emas.v2   each after freshness + its bar family
-      validate                               per-asset checks (all_done)
-    validate_global                          cross-asset checks (all_done)
-    summary                                  table + refresh_runs audit + Telegram (all_done)
-    publish                                  after validate_global, beside summary: one Airflow Asset
+      validate                               per-asset checks (none_failed)
+    validate_global                          cross-asset checks (none_failed)
+    summary                                  table + refresh_runs audit + Telegram (all_done,
+                                             after EVERY task of the group: resumes stay ordered)
+    publish                                  beside summary, same upstreams: one Airflow Asset
                                              event per refreshed table (all_done)
+
+Resume: any clear works (run or task level, with or without "only failed"): after a failure the
+validation tasks are ``upstream_failed`` (so "only failed" clears them too), and ``summary``
+waits for every mapped instance. No pool is needed: ``max_active_tasks`` caps the warehouse
+connections. Each mapped instance is labelled with its batch's assets (``map_index_template``).
 
 The sub-groups and their edges come from the family registry; adding a family to
 ``ta_lab2.registry`` adds its task here.
@@ -28,14 +34,14 @@ from typing import Any
 
 from airflow.sdk import DAG, TaskGroup, get_current_context, task, task_group
 
-from ta_lab2 import orchestration
+from ta_lab2 import labels, orchestration
 from ta_lab2.airflow_assets import PUBLISH_ALIAS
 from ta_lab2.ops.notifier import TelegramNotifier, deadline_alert
 from ta_lab2.params import airflow_params
 from ta_lab2.registry import BAR_FAMILY_NAMES, EMA_BAR_DEPENDENCIES, EMA_FAMILY_NAMES
 
 DAG_ID = "ta_lab2_daily_refresh"
-POOL = "ta_lab2_db"  # caps concurrent warehouse connections (size: docs/operations/DAILY_REFRESH.md)
+MAX_ACTIVE_TASKS = 8  # caps concurrent warehouse connections, no pool needed (docs/operations/DAILY_REFRESH.md §5)
 SENSOR_POKE_S = 120
 SENSOR_TIMEOUT_S = 2 * 3600
 
@@ -58,7 +64,7 @@ def _context() -> dict[str, Any]:
 def component_task(component: str) -> Any:
     """The task of one bar builder or EMA refresher (task id = the family name)."""
 
-    @task(task_id=component.split(".", 1)[1], pool=POOL, doc_md=f"Refresh `{component}` for this batch.")
+    @task(task_id=component.split(".", 1)[1], doc_md=f"Refresh `{component}` for this batch.")
     def run(batch: list[int]) -> dict[str, Any]:
         return orchestration.run_component(component, batch, _context())
 
@@ -66,47 +72,47 @@ def component_task(component: str) -> Any:
 
 
 @task.sensor(task_id="freshness", mode="reschedule", poke_interval=SENSOR_POKE_S, timeout=SENSOR_TIMEOUT_S,
-             soft_fail=True, pool=POOL)
+             soft_fail=True)
 def freshness(batch: list[int]) -> Any:
     """OPERATIONS.md §3: fresh ids go on to the EMAs; a stale batch is skipped, not failed."""
     return orchestration.freshness(batch, _context())
 
 
-@task(task_id="validate", trigger_rule="all_done", pool=POOL)
+@task(task_id="validate", trigger_rule="none_failed")
 def validate_asset(batch: list[int]) -> dict[str, Any]:
     return orchestration.validate_assets(batch, _context())
 
 
-@task_group(group_id="asset")
+@task_group(group_id="asset", default_args={"map_index_template": labels.MAP_INDEX_TEMPLATE})
 def asset(batch: list[int]) -> None:
     """Everything for one batch of assets (one asset with the default batch_size 1)."""
     with TaskGroup("bars") as bars_group:
-        bars = {name: component_task(f"bars.{name}")(batch) for name in BAR_FAMILY_NAMES}
+        bars = {name: component_task(f"bars.{name}")(batch=batch) for name in BAR_FAMILY_NAMES}
     for name in BAR_FAMILY_NAMES[1:]:
         bars["1d"] >> bars[name]
-    fresh = freshness(batch)
+    fresh = freshness(batch=batch)
     bars["1d"] >> fresh
     with TaskGroup("emas") as emas_group:
-        emas = {name: component_task(f"emas.{name}")(fresh) for name in EMA_FAMILY_NAMES}
+        emas = {name: component_task(f"emas.{name}")(batch=fresh) for name in EMA_FAMILY_NAMES}
     for name, deps in EMA_BAR_DEPENDENCIES.items():
         for dep in deps:
             bars[dep] >> emas[name]
-    [bars_group, emas_group] >> validate_asset(batch)
+    [bars_group, emas_group] >> validate_asset(batch=batch)
 
 
-@task(pool=POOL)
+@task
 def ingest() -> dict[str, Any]:
     """Load new files from TA_LAB2_INBOX and the API's missing days (connection cmc_api)."""
     return orchestration.ingest(_context())
 
 
-@task(pool=POOL, trigger_rule="all_done")  # a failed ingest still refreshes what is loaded
+@task(trigger_rule="all_done")  # a failed ingest still refreshes what is loaded
 def prepare() -> list[list[int]]:
     """Apply the schema, check the params against the warehouse, resolve ids into batches."""
     return orchestration.prepare(_context())
 
 
-@task(trigger_rule="all_done", pool=POOL)
+@task(trigger_rule="none_failed")
 def validate_global() -> dict[str, Any]:
     return orchestration.validate_global(_context())
 
@@ -116,7 +122,7 @@ def summary() -> dict[str, Any]:
     return orchestration.summary(_context())
 
 
-@task(trigger_rule="all_done", pool=POOL, outlets=[PUBLISH_ALIAS])
+@task(trigger_rule="all_done", outlets=[PUBLISH_ALIAS])
 def publish() -> dict[str, Any]:
     """Asset events for the tables whose family succeeded (docs/operations/CONSUMERS.md)."""
     return orchestration.publish(_context())
@@ -129,6 +135,8 @@ with DAG(
     start_date=datetime(2010, 1, 1, tzinfo=UTC),  # before any CMC history: backfills of old dates work
     catchup=False,
     max_active_runs=1,
+    max_active_tasks=MAX_ACTIVE_TASKS,
+    user_defined_macros=labels.MACROS,
     params=PARAMS,
     default_args=DEFAULT_ARGS,
     on_failure_callback=TelegramNotifier("dag_failure"),
@@ -140,7 +148,10 @@ with DAG(
     batches = prepare()
     ingest() >> batches
     per_asset = asset.expand(batch=batches)
-    per_asset >> validate_global() >> summary()
-    # a sibling of summary, not its child: a DAG run's state comes from its leaves, so summary
-    # must stay a leaf to fail the run; publish still runs (all_done) after validation
-    dag.get_task("validate_global") >> publish()
+    report, published = summary(), publish()
+    per_asset >> validate_global() >> [report, published]
+    # resume ordering: summary and publish wait for every task of every mapped instance, whatever
+    # was cleared. publish is a sibling of summary, not its child: a DAG run's state comes from its
+    # leaves, so summary must stay a leaf to fail the run.
+    for group_task in dag.task_group_dict["asset"].iter_tasks():
+        group_task >> [report, published]

@@ -15,7 +15,7 @@ one; it is dropped at the end (also on failure). Four measurements:
 3. **daily incremental**: one new day loaded for every asset, then every component again:
    time and rows written, the number of series (state rows) and the ratio to the full build;
 4. with ``airflow=True``: a real ``airflow standalone`` (LocalExecutor, Postgres metadata DB,
-   via ``tests.support.standalone.StandaloneAirflow``) runs the DAG once per batch size on a
+   via ``ta_lab2.local_airflow.StandaloneAirflow``) runs the DAG once per batch size on a
    further new day; the per-task-instance overhead is derived from the run wall time, the
    CLI time of the same work, and the task-instance counts.
 
@@ -536,12 +536,8 @@ def airflow_bench(server: str, url: str, runs: Sequence[tuple[int, list[ParsedFi
                   result: BenchResult, checkpoint: Callable[[], None]) -> None:
     """Start ``airflow standalone`` and time one DAG run per (batch size, new day, logical date);
     ``checkpoint`` (re)writes the report after each run."""
-    try:
-        from tests.support.standalone import StandaloneAirflow, sqlalchemy_url
-    except ImportError as exc:
-        result.airflow_note = f"skipped: tests.support.standalone is not importable ({exc})"
-        log.error("airflow part %s", result.airflow_note)
-        return
+    from ta_lab2.local_airflow import StandaloneAirflow, sqlalchemy_url
+
     home = Path(tempfile.mkdtemp(prefix="ta_lab2_bench_airflow_"))
     env = {"AIRFLOW_CONN_TA_LAB2_DB": db.airflow_conn_uri(url), **AIRFLOW_ENV}
     keep_home = False
@@ -552,7 +548,6 @@ def airflow_bench(server: str, url: str, runs: Sequence[tuple[int, list[ParsedFi
                                    parallelism=AIRFLOW_PARALLELISM, refresh_interval=DAG_REFRESH_INTERVAL_S)
             with af:
                 af.wait_dag(timeout=300)
-                af.create_pool(db.CONN_ID, POOL_SLOTS, "caps concurrent warehouse connections (bench)")
                 af.unpause()
                 result.airflow_setup_s = time.perf_counter() - t0
                 result.task_import_s = task_import_seconds()
@@ -741,10 +736,10 @@ def render_airflow(result: BenchResult) -> list[str]:
                      f"busy slots (of {min(AIRFLOW_PARALLELISM, POOL_SLOTS)})"], parts)
     o = overhead_per_ti(result)
     lines += ["", f"Setup: `airflow standalone` (api-server, scheduler, dag-processor, triggerer) with "
-              f"`LocalExecutor`, `parallelism={AIRFLOW_PARALLELISM}`, pool `{db.CONN_ID}` with {POOL_SLOTS} slots "
-              f"(every warehouse task runs in it, so at most {POOL_SLOTS} warehouse connections from tasks), "
+              f"`LocalExecutor`, `parallelism={AIRFLOW_PARALLELISM}` (so at most {AIRFLOW_PARALLELISM} warehouse "
+              f"connections from tasks; the DAG needs no pool), "
               f"a Postgres metadata database, own `AIRFLOW_HOME` and port, started and driven through the REST "
-              f"API by `tests.support.standalone.StandaloneAirflow`; ready in {_f(result.airflow_setup_s, 0)} s. "
+              f"API by `ta_lab2.local_airflow.StandaloneAirflow`; ready in {_f(result.airflow_setup_s, 0)} s. "
               f"Each run is triggered with a logical date of 06:00 UTC the day after a newly loaded candle "
               f"(what the 06:00 cron run sees: as-of = data-interval end), all active assets and default params "
               f"except `batch_size` (freshness gate and validation included).",

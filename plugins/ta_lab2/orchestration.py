@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from ta_lab2 import labels
 from ta_lab2.refresh.context import RunOptions
 from ta_lab2.store import db
 
@@ -108,6 +109,25 @@ def parse_ids_param(value: Any) -> list[int] | None:
     return ids
 
 
+def publish_symbols(batch: list[int], url: str) -> None:
+    """Put the batch's symbols into the running task's context, where the mapped instance's
+    label (``labels.MAP_INDEX_TEMPLATE``, rendered again after the task body, also when it
+    fails) reads them. Never raises: a label is not worth a failed task."""
+    try:
+        from airflow.sdk import get_current_context
+
+        context = get_current_context()
+    except Exception:
+        return  # not inside a running Airflow task (library tests)
+    try:
+        from ta_lab2.store import assets
+
+        with db.connect(url) as conn:
+            context[labels.SYMBOLS_KEY] = assets.symbols(conn, batch)  # type: ignore[literal-required]
+    except Exception as exc:
+        log.warning("no symbols for the label of batch %s: %s: %s", batch, type(exc).__name__, exc)
+
+
 def batches_of(ids: list[int], size: int) -> list[list[int]]:
     return [ids[i:i + size] for i in range(0, len(ids), max(1, size))]
 
@@ -161,9 +181,10 @@ def run_component(component: str, batch: list[int], context: Context) -> dict[st
     from ta_lab2.refresh.runner import run_step
 
     components, opts = run_options(context)
+    url = db.resolve_url(airflow=True)
+    publish_symbols(batch, url)
     if component not in components:
         return {"component": component, "status": "not_selected"}
-    url = db.resolve_url(airflow=True)
     if not context["params"].get("continue_on_error", True) and not opts.dry_run:
         _stop_if_failed(url, component, batch, opts)
     results = []
@@ -217,9 +238,10 @@ def freshness(batch: list[int], context: Context) -> Any:
 
     components, opts = run_options(context)
     p = context["params"]
+    url = db.resolve_url(airflow=True)
+    publish_symbols(batch, url)
     if p["skip_stale_check"] or not any(c.startswith("emas.") for c in components):
         return PokeReturnValue(is_done=True, xcom_value=batch)
-    url = db.resolve_url(airflow=True)
     with db.connect(url) as conn:
         decisions = [fr.check(conn, a, opts.as_of, float(p["staleness_hours"])) for a in batch]
     for d in decisions:
@@ -254,9 +276,11 @@ def validate_assets(batch: list[int], context: Context) -> dict[str, Any]:
     from ta_lab2.ops.validation import run_validation
 
     components, opts = run_options(context)
+    url = db.resolve_url(airflow=True)
+    publish_symbols(batch, url)
     if not context["params"]["validate"] or opts.dry_run:
         return {"status": "not_selected"}
-    report = run_validation(db.resolve_url(airflow=True), batch, opts.run_id, include_global=False)
+    report = run_validation(url, batch, opts.run_id, include_global=False)
     log.info("validation of %s:\n%s", batch, report.format())
     if report.worst == "FAIL":
         fails = [f"asset {r.asset_id} {r.check_name}: {r.message}" for r in report.results if r.severity == "FAIL"]

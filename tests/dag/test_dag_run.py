@@ -87,6 +87,16 @@ def _run(load: Any, conf: dict[str, Any], at: datetime = RUN_AT) -> tuple[str, s
     return dr.run_id, str(dr.state), states
 
 
+def _labels(run_id: str) -> dict[tuple[str, int], str | None]:
+    """``rendered_map_index`` of every mapped task instance of the run."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter(TaskInstance.run_id == run_id, TaskInstance.map_index >= 0).all()
+        return {(ti.task_id, ti.map_index): ti.rendered_map_index for ti in tis}
+
+
 def _xcom(run_id: str, task_id: str, map_index: int) -> Any:
     import json
 
@@ -108,8 +118,21 @@ def _count(url: str, sql: str, *params: Any) -> int:
 
 def test_one_failing_asset_leaves_the_others_finished_and_is_audited(warehouse: str, dag: Any) -> None:
     ids = [*CLEAN, POISONED]
-    run_id, state, ti = _run(dag, {"ids": ids})
+    with psycopg.connect(warehouse) as conn:  # an asset without a known symbol (labelled by its id)
+        conn.execute("UPDATE dim_assets SET symbol = '' WHERE id = %s", (CLEAN[1],))
+    try:
+        run_id, state, ti = _run(dag, {"ids": ids})
+    finally:
+        with psycopg.connect(warehouse) as conn:
+            conn.execute("UPDATE dim_assets SET symbol = %s WHERE id = %s", (f"A{CLEAN[1]}", CLEAN[1]))
     assert state == "failed"  # summary fails the run: an asset failed
+    # map_index_template through the real task runner: every instance that ran names its asset,
+    # the failed one included (task instances that never ran have no label)
+    want = {0: f"A{CLEAN[0]}", 1: f"id {CLEAN[1]}", 2: f"A{POISONED}"}
+    ran = {k: label for k, label in _labels(run_id).items() if ti[k] in ("success", "failed")}
+    per_instance = len(BAR_FAMILY_NAMES) + len(EMA_FAMILY_NAMES) + 2  # + freshness, validate
+    assert len(ran) == 2 * per_instance + 1 and ti[("asset.bars.1d", 2)] == "failed", ran
+    assert all(label == want[mi] for (_, mi), label in ran.items()), ran
     idx = {a: ids.index(a) for a in ids}  # map index = position in the resolved (sorted) ids
     for a in CLEAN:
         for task in [f"asset.bars.{b}" for b in BAR_FAMILY_NAMES] + [f"asset.emas.{e}" for e in EMA_FAMILY_NAMES]:
@@ -117,7 +140,8 @@ def test_one_failing_asset_leaves_the_others_finished_and_is_audited(warehouse: 
     assert ti[("asset.bars.1d", idx[POISONED])] == "failed"
     for task in [f"asset.bars.{b}" for b in BAR_FAMILY_NAMES[1:]] + [f"asset.emas.{e}" for e in EMA_FAMILY_NAMES]:
         assert ti[(task, idx[POISONED])] == "upstream_failed", task
-    assert ti[("asset.validate", idx[POISONED])] == "success"  # all_done: it still checks what is there
+    # none_failed: not validated before the asset is repaired, and "clear only failed" reruns it
+    assert ti[("asset.validate", idx[POISONED])] == "upstream_failed"
     assert ti[("summary", -1)] == "failed"
     with psycopg.connect(warehouse) as conn:
         audit = dict(conn.execute("SELECT component, status FROM refresh_run_assets WHERE run_id = %s AND "
@@ -193,6 +217,9 @@ def test_batches_gate_each_asset_and_pass_only_fresh_ones_to_the_emas(warehouse:
     run_id, state, ti = _run(dag, {"ids": [fresh_one, STALE], "batch_size": 2}, at=RUN_AT + timedelta(hours=1))
     assert state == "success"
     assert {k for k in ti if k[0] == "asset.emas.multi_tf"} == {("asset.emas.multi_tf", 0)}  # one batch
+    labels = _labels(run_id)  # the EMA tasks name the fresh assets they got, the others the batch
+    assert labels[("asset.bars.1d", 0)] == labels[("asset.validate", 0)] == f"A{fresh_one}, A{STALE}"
+    assert labels[("asset.emas.multi_tf", 0)] == f"A{fresh_one}"
     assert ti[("asset.freshness", 0)] == "success" and ti[("asset.emas.multi_tf", 0)] == "success"
     assert _count(warehouse, "SELECT count(*) FROM cmc_ema_multi_tf WHERE id = %s", fresh_one) > 0
     assert _count(warehouse, "SELECT count(*) FROM cmc_ema_multi_tf WHERE id = %s", STALE) == 0
@@ -201,3 +228,16 @@ def test_batches_gate_each_asset_and_pass_only_fresh_ones_to_the_emas(warehouse:
                                   "asset_id = %s", (run_id, STALE)).fetchall())
     assert audit["freshness"] == "skipped" and audit["emas.multi_tf"] == "skipped"
     assert audit["bars.1d"] == "ok"
+
+
+def test_a_missing_warehouse_connection_fails_prepare_at_once_naming_the_fix(
+        warehouse: str, dag: Any, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture) -> None:
+    monkeypatch.delenv("AIRFLOW_CONN_TA_LAB2_DB")
+    monkeypatch.setenv("TA_LAB2_DB_URL", warehouse)  # a CLI setting must not be picked up inside Airflow
+    _, state, ti = _run(dag, {"ids": [CLEAN[0]]}, at=RUN_AT + timedelta(hours=4))
+    assert state == "failed" and ti[("prepare", -1)] == "failed"
+    out = capfd.readouterr()
+    text = out.out + out.err
+    line = next(x for x in text.splitlines() if "is not defined: create it" in x)
+    assert "'ta_lab2_db'" in line and "airflow connections add ta_lab2_db" in line, line
+    assert "Marking task as UP_FOR_RETRY" not in text  # a setup error is not retried

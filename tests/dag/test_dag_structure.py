@@ -1,6 +1,7 @@
 """The DAG file: imports cleanly, parses fast with no DB or network, and has the shape
 ARCHITECTURE.md and OPERATIONS.md promise (per-asset mapped group, family sub-groups from the
-registry, params with JSON-schema validation, pool, retries, sensor settings)."""
+registry, params with JSON-schema validation, no pool, retries, sensor settings, resume-safe
+trigger rules and ordering, instance labels)."""
 
 from __future__ import annotations
 
@@ -93,18 +94,32 @@ def test_edges_follow_the_family_dependencies(dag) -> None:  # type: ignore[no-u
         assert {f"asset.bars.{d}" for d in deps if d != "1d"} <= up[f"asset.emas.{e}"]
     assert {f"asset.emas.{e}" for e in EMA_FAMILY_NAMES} <= up["asset.validate"]
     assert up["validate_global"] == {"asset.validate"}
-    assert up["summary"] == {"validate_global"}
-    assert up["publish"] == {"validate_global"}  # beside summary: summary stays a leaf (run state)
 
 
-def test_trigger_rules_pool_retries_and_sensor(dag) -> None:  # type: ignore[no-untyped-def]
+def test_summary_waits_for_every_task_of_the_mapped_group(dag) -> None:  # type: ignore[no-untyped-def]
+    """Resume ordering is structural: whatever a clear leaves alone (e.g. a successful
+    validate_global), the summary still waits for every cleared mapped instance."""
+    group = {t for t in dag.task_ids if t.startswith("asset.")}
+    assert set(dag.get_task("summary").upstream_task_ids) == group | {"validate_global"}
+    # publish too (a resumed asset's families are announced), beside summary so summary stays a leaf
+    assert set(dag.get_task("publish").upstream_task_ids) == group | {"validate_global"}
+    assert dag.get_task("summary").downstream_task_ids == set()
+
+
+def test_no_pool_needed_and_warehouse_concurrency_capped(dag) -> None:  # type: ignore[no-untyped-def]
+    assert {t.pool for t in dag.tasks} == {"default_pool"}  # runs on a fresh Airflow: no pool to create
+    assert 1 <= dag.max_active_tasks <= 16
+
+
+def test_trigger_rules_retries_and_sensor(dag) -> None:  # type: ignore[no-untyped-def]
     for t in dag.tasks:
-        if t.task_id != "summary":
-            assert t.pool == "ta_lab2_db", t.task_id
         assert t.retries == 2 and t.retry_exponential_backoff, t.task_id
         assert t.on_failure_callback, t.task_id
-    for tid in ("asset.validate", "validate_global", "summary", "publish"):
-        assert dag.get_task(tid).trigger_rule == "all_done"
+    # after a failure the validation tasks end upstream_failed, so "clear only failed" reruns them
+    for tid in ("asset.validate", "validate_global"):
+        assert dag.get_task(tid).trigger_rule == "none_failed"
+    assert dag.get_task("summary").trigger_rule == "all_done"
+    assert dag.get_task("publish").trigger_rule == "all_done"
     sensor = dag.get_task("asset.freshness")
     assert sensor.mode == "reschedule" and sensor.soft_fail is True
     assert 0 < sensor.timeout <= 6 * 3600
@@ -164,3 +179,22 @@ def test_example_consumer_loads_paused_and_schedules_on_every_ema_table() -> Non
     assert type(consumer.timetable).__name__ == "AssetTriggeredTimetable"
     assert {a.uri for a in consumer.timetable.asset_condition.objects} \
         == {ASSETS[v.table].uri for v in EMA_VARIANTS}
+def test_every_task_of_the_mapped_group_is_labelled_with_its_batch(dag) -> None:  # type: ignore[no-untyped-def]
+    """The template reads the batch from ``op_kwargs`` (so the batch is passed as a keyword) and
+    renders with the DAG's own Jinja environment, for known, unknown and missing symbols."""
+    from ta_lab2.labels import MAP_INDEX_TEMPLATE
+
+    env = dag.get_template_env()
+    for tid in (t for t in dag.task_ids if t.startswith("asset.")):
+        task = dag.get_task(tid)
+        assert task.map_index_template == MAP_INDEX_TEMPLATE, tid
+        assert "batch" in task.op_kwargs, tid
+        tmpl = env.from_string(task.map_index_template)
+        fake = type("T", (), {"op_kwargs": {"batch": [1, 1027]}})()
+        assert tmpl.render(task=fake, ta_lab2_symbols={1: "BTC", 1027: "ETH"}) == "BTC, ETH"
+        assert tmpl.render(task=fake, ta_lab2_symbols={1: "BTC"}) == "BTC, id 1027"  # unknown symbol
+        assert tmpl.render(task=fake) == "ids 1, 1027"  # before the task body looked them up
+        fake.op_kwargs = {"batch": list(range(1, 21))}
+        assert tmpl.render(task=fake) == "ids 1–20 (20)"
+    for tid in ("prepare", "validate_global", "summary"):
+        assert dag.get_task(tid).map_index_template is None

@@ -1,38 +1,41 @@
-"""End to end against a REAL Airflow: ``airflow standalone`` (LocalExecutor, Postgres metadata,
-its own home and port), driven only through the REST API, as an operator would drive it. The
-support class is ``tests.support.standalone.StandaloneAirflow``; alerts go to the local fake
-Telegram (``tests.support.fake_telegram``) through the ``telegram_default`` connection.
+"""End to end against a REAL Airflow, started as ``make airflow`` starts it
+(``python -m ta_lab2.local_airflow start`` in a subprocess: ``airflow standalone``, LocalExecutor,
+Postgres metadata in a database of its own next to the warehouse, this repo's dags/ and plugins/,
+NO pool) and driven only through the REST API with the credentials it printed, as an operator
+would. ONE instance serves the whole module (several runs); the last test stops it with
+``python -m ta_lab2.local_airflow stop`` and checks that no process is left. Alerts go to the
+local fake Telegram (``tests.support.fake_telegram``) through the ``telegram_default``
+connection, which the launcher forwards from the environment.
 
-1. Failure isolation and alerts: a manual run over assets 1, 52 and 825 where 825's source is
-   poisoned (15 negative closes > max(10, 1%), so ``bars.1d`` raises DataCorruptionError): 1 and
-   52 finish with every EMA; 825's other bars, freshness gate and EMAs are ``upstream_failed``
-   (never ran); the run fails; Telegram receives exactly: the CRITICAL task alert (asset 825,
-   bars.1d, run id, try, error, log link), the CRITICAL summary, the summary task's failure and
-   the DAG-run failure.
-2. Resume: the source is fixed (good rows upserted over the same timestamps) and ONLY 825's
-   failed map index is cleared, with downstream: the run ends ``success`` (refresh_runs too, no
-   validation WARN/FAIL), 1 and 52 are not recomputed (same try number and end date), no new
-   alert is sent, and every bar/EMA/state/reject table of the three assets equals a clean CLI
-   refresh (``python -m ta_lab2 refresh --all``) at the same as-of.
-3. Backfill: ``POST /api/v2/backfills`` over three consecutive daily ticks (06:00 UTC, batch_size
-   2): three successful runs with their EMAs, and the tables equal ONE CLI refresh at the last
-   run's cutoff (its data-interval end = its logical date with the cron trigger timetable).
+1. ``make airflow``: URL, user and password printed; they log in; a second start reuses the
+   running instance; no pool exists (and every run below succeeds without one).
+2. Failure isolation, alerts, labels and the UI's "Clear only failed tasks" on the RUN: assets
+   1, 52, 825 where 825's source is poisoned (``bars.1d`` raises DataCorruptionError): 1 and 52
+   finish, 825's other tasks and its validation are ``upstream_failed``; Telegram gets the
+   expected alerts (:func:`_expected_failure_alert_titles`, the one place that pins message
+   counts); every mapped instance that ran is labelled with its asset (``rendered_map_index``).
+   The source is fixed and the run is cleared with ``only_failed: true, include_downstream:
+   true`` and no task ids: it ends ``success`` (the summary waited for every mapped instance),
+   1 and 52 are not recomputed, no new alert, and every table equals one CLI refresh.
+3. Task-level resume: the failed ``asset.bars.1d`` instance cleared with downstream, with
+   ``only_failed`` off and on (runs over the poisoned asset alone): ``success``, the poisoned
+   asset's EMA rows present, asset 1's tables unchanged.
+4. Screenshots (system chromium) of a run with a failed asset (assets 1 and 828), then the whole
+   run cleared (``POST .../dagRuns/{run}/clear``, the UI's "Clear Run"): ``success``, every task
+   rerun, asset 1's tables unchanged.
+5. Backfill: ``POST /api/v2/backfills`` over three daily ticks (batch_size 2): three successful
+   runs whose tables equal ONE CLI refresh at the last cutoff.
 
-What a user must clear to resume (this test proves it): the failed ``asset.bars.1d`` instance,
-with "Downstream" (API: ``clearTaskInstances`` with ``[task_id, map_index]``,
-``include_downstream`` and ``only_failed: false``). Airflow follows the same map index inside
-the mapped group and also clears the unmapped ``validate_global`` and ``summary`` after it, so
-the summary is recomputed. Leaving ``only_failed`` at its API default (true) would skip the
-tasks that had succeeded (``validate_global`` and 825's ``all_done`` validate), so the resumed
-asset would not be validated.
-
-About 4 minutes on 2 cores (40 s of it starting Airflow).
+8.3 minutes measured on a 2-core machine at load average 10-13 (other test sessions running),
+12.7 at load 15; about 5 minutes expected on a quiet one (~50 s of it starting Airflow, ~30 s
+the browser).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -45,11 +48,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from ta_lab2.local_airflow import STATE_FILE, StandaloneAirflow, home_pids
+from ta_lab2.registry import EMA_VARIANTS
 from ta_lab2.store import db, schema
-from ta_lab2.store.db import airflow_conn_uri
 from tests.conftest import create_database, drop_database
 from tests.support.fake_telegram import FakeTelegram, check_html
-from tests.support.standalone import StandaloneAirflow, sqlalchemy_url
 from tests.support.warehouse import DAY, all_tables, history, load_rows, table_rows
 
 pytestmark = pytest.mark.e2e
@@ -62,10 +65,14 @@ N_DAYS = 120
 SCENARIO = {1: 3, 52: 6, 825: 7}
 BACKFILL = {2: 17, 53: 18}
 POISONED = 825
+# one poisoned asset per further resume path (seed of its clean history), run next to asset 1
+RESUME = {"task_clear_only_failed_off": (826, 9), "task_clear_only_failed_on": (827, 11), "whole_run": (828, 12)}
+HEALTHY = 1
 POISON_ROWS = 15  # > max(10, 1% of ~110 rows): DataCorruptionError (critical) in bars.1d
 TOKEN = "123456:e2e-test-token-abcdefgh"
 CHAT_ID = "4242"
-RUN_TIMEOUT_S = 300
+RUN_TIMEOUT_S = 420
+EMA_TABLES = [v.table for v in EMA_VARIANTS]
 
 
 def _today() -> datetime:
@@ -130,21 +137,33 @@ def _explain(af: StandaloneAirflow, *run_ids: str) -> Generator[None, None, None
         raise
 
 
-# -- fixtures (module scope: one Airflow for the whole scenario) ---------------------------------
+# -- fixtures (module scope: ONE Airflow, started like `make airflow`, for the whole module) ------
 @pytest.fixture(scope="module")
 def databases(pg_server_url: str) -> Iterator[dict[str, str]]:
-    """Warehouse (the DAG's ta_lab2_db), reference warehouse (CLI runs), Airflow metadata."""
+    """Warehouse (the DAG's ta_lab2_db), reference warehouse (CLI runs); the launcher creates the
+    Airflow metadata database next to the warehouse (its name is recorded here to drop it)."""
     urls: dict[str, str] = {}
     try:
-        for name in ("warehouse", "reference", "metadata"):
-            urls[name] = create_database(pg_server_url, f"ta_lab2_e2e_{name[:4]}")
         for name in ("warehouse", "reference"):
+            urls[name] = create_database(pg_server_url, f"ta_lab2_e2e_{name[:4]}")
             with db.connect(urls[name]) as conn:
                 schema.apply_schema(conn)
+        urls["metadata_name"] = f"ta_lab2_e2e_meta_{os.getpid()}_{int(time.time())}"
         yield urls
     finally:
+        meta = urls.pop("metadata_name", None)
         for url in urls.values():
             drop_database(pg_server_url, url)
+        if meta:  # created by the launcher on the warehouse's server
+            drop_database(pg_server_url, _on_same_server(pg_server_url, meta))
+
+
+def _on_same_server(url: str, dbname: str) -> str:
+    import psycopg
+
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    info["dbname"] = dbname
+    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items() if v is not None})
 
 
 @pytest.fixture(scope="module")
@@ -155,44 +174,130 @@ def telegram(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeTelegram]
 
 
 @pytest.fixture(scope="module")
-def airflow(databases: dict[str, str], telegram: FakeTelegram,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandaloneAirflow]:
+def launcher(databases: dict[str, str], telegram: FakeTelegram,
+             tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """How `make airflow` is called: ``python -m ta_lab2.local_airflow`` from the repo, with a
+    private .local dir; the shell environment an operator would have (no AIRFLOW__ config)."""
+    local = tmp_path_factory.mktemp("dot_local")
     conn = {"conn_type": "telegram", "password": TOKEN, "host": CHAT_ID, "extra": {"base_url": telegram.base_url}}
-    env = {
-        "AIRFLOW_CONN_TA_LAB2_DB": airflow_conn_uri(databases["warehouse"]),
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update({
+        "TA_LAB2_LOCAL_DIR": str(local),
+        "TA_LAB2_DB_URL": databases["warehouse"],
+        "TA_LAB2_AIRFLOW_DB": databases["metadata_name"],
+        "TA_LAB2_AIRFLOW_PORT": "0",  # any free port (8080 may be taken by a parallel session)
         "AIRFLOW_CONN_TELEGRAM_DEFAULT": json.dumps(conn),
         "TA_LAB2_ALERT_MIN_SEVERITY": "error",
-        "TA_LAB2_DB_URL": "",  # never fall back to a developer's warehouse
         "TELEGRAM_BOT_TOKEN": "",
         "TELEGRAM_CHAT_ID": "",
-    }
-    home = tmp_path_factory.mktemp("airflow_home")
-    af = StandaloneAirflow(home, metadata_db_url=sqlalchemy_url(databases["metadata"]), env=env, parallelism=4)
+        "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT / "plugins"), str(PROJECT_ROOT)]),
+    })
+    return {"env": env, "home": local / "airflow"}
+
+
+def _launch(launcher: dict[str, Any], command: str) -> subprocess.CompletedProcess[str]:
+    # the scenario never edits the DAG: re-parse it rarely (parsing costs seconds of CPU)
+    cmd = [sys.executable, "-m", "ta_lab2.local_airflow", command, "--reparse-interval", "600"]
+    return subprocess.run(cmd, env=launcher["env"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=420)
+
+
+def _printed(out: str) -> dict[str, str]:
+    found = dict(re.findall(r"^\s+(URL|user|password):\s+(\S+)\s*$", out, flags=re.M))
+    assert set(found) == {"URL", "user", "password"}, out
+    return found
+
+
+@pytest.fixture(scope="module")
+def airflow(launcher: dict[str, Any]) -> Iterator[StandaloneAirflow]:
+    _step("make airflow (python -m ta_lab2.local_airflow start)")
+    started = _launch(launcher, "start")
+    assert started.returncode == 0, started.stdout + started.stderr
+    printed = _printed(started.stdout)
+    af = StandaloneAirflow.attach(launcher["home"], username=printed["user"], password=printed["password"])
+    assert af is not None, started.stdout
+    launcher["printed"], launcher["pid"] = printed, af._sid
+    _step(f"airflow up at {printed['URL']}")
     try:
-        _step(f"starting airflow standalone on port {af.port} (home {home})")
-        af.start()
-        _step("airflow healthy")
-        with _explain(af):
-            af.wait_dag()
-            af.create_pool("ta_lab2_db", 4, "caps concurrent warehouse connections")
-            af.unpause()
-        _step("DAG parsed, pool created, DAG unpaused")
         yield af
     finally:
-        af.stop()
+        af.stop()  # idempotent: the last test already stopped it through `make airflow-stop`
 
 
-# -- the scenario --------------------------------------------------------------------------------
-def test_poisoned_asset_fails_alone_alerts_and_resumes_after_clearing_only_its_instance(
+def _load_scenario(url: str, clean: dict[int, list[dict[str, Any]]], poisoned: int) -> None:
+    for asset, rows in clean.items():
+        load_rows(url, asset, _poisoned(rows) if asset == poisoned else rows)
+
+
+def _snapshot(url: str, asset: int) -> dict[str, pd.DataFrame]:
+    return {table: table_rows(url, table, asset) for table in all_tables("all")}
+
+
+def _assert_unchanged(url: str, asset: int, before: dict[str, pd.DataFrame]) -> None:
+    for table, rows in before.items():
+        pd.testing.assert_frame_equal(table_rows(url, table, asset), rows, check_exact=True, obj=f"{table} id={asset}")
+
+
+def _assert_emas_present(url: str, asset: int) -> None:
+    with db.connect(url) as conn:
+        for table in EMA_TABLES:
+            n = conn.execute(f"SELECT count(*) FROM {table} WHERE id = %s", (asset,)).fetchone()
+            assert n and n[0] > 0, f"no {table} rows for the resumed asset {asset}"
+
+
+def _assert_labelled(af: StandaloneAirflow, run_id: str, batches: list[list[int]]) -> None:
+    """Every mapped task instance that ran names its asset (``rendered_map_index``)."""
+    ran = [t for t in af.task_instances(run_id) if t["map_index"] >= 0 and t["state"] in ("success", "failed")]
+    assert ran
+    wrong = {(t["task_id"], t["map_index"]): t["rendered_map_index"] for t in ran
+             if t["rendered_map_index"] != ", ".join(f"A{a}" for a in batches[t["map_index"]])}
+    assert not wrong, wrong
+
+
+def _fail_then_fix(af: StandaloneAirflow, wh: str, asset: int, seed: int,
+                   with_healthy: bool) -> tuple[str, int, list[dict[str, Any]]]:
+    """A run over [asset] (or [HEALTHY, asset]) with asset's source poisoned; returns (run id, map
+    index, clean rows) once it failed in the poisoned asset's bars.1d."""
+    load_rows(wh, HEALTHY, _rows(SCENARIO[HEALTHY], _today(), gap_prob=0.0))  # as in scenario 2 (a no-op then)
+    clean = _rows(seed, _today(), gap_prob=0.0)
+    load_rows(wh, asset, _poisoned(clean))
+    run_id = af.trigger({"ids": [HEALTHY, asset] if with_healthy else [asset]})["dag_run_id"]
+    _step(f"triggered {run_id} with {asset} poisoned")
+    with _explain(af, run_id):
+        assert af.wait_run(run_id, RUN_TIMEOUT_S) == "failed"
+        bad = af.xcom(run_id, "prepare").index([asset])
+        tis = _by_key(af.task_instances(run_id))
+        assert tis[("asset.bars.1d", bad)]["state"] == "failed"
+        assert tis[("asset.validate", bad)]["state"] == "upstream_failed"  # "only failed" reruns it
+        assert tis[("validate_global", -1)]["state"] == "upstream_failed"
+    _step(f"{run_id} failed in asset {asset} (map index {bad})")
+    return run_id, bad, clean
+
+
+# -- 1. make airflow ------------------------------------------------------------------------------
+def test_make_airflow_prints_credentials_that_log_in_reuses_a_running_instance_and_needs_no_pool(
+        airflow: StandaloneAirflow, launcher: dict[str, Any]) -> None:
+    af = airflow
+    assert af.base_url == launcher["printed"]["URL"]
+    assert af.token  # POST /auth/token with the printed user and password
+    again = _launch(launcher, "start")
+    assert again.returncode == 0, again.stderr
+    assert "already running" in again.stdout and _printed(again.stdout) == launcher["printed"]
+    assert StandaloneAirflow.attach(launcher["home"])._sid == launcher["pid"]  # type: ignore[union-attr]
+    assert [p["name"] for p in af.get("/api/v2/pools")["pools"]] == ["default_pool"]  # nothing created
+    dag = af.get(f"/api/v2/dags/{DAG}")
+    assert dag["is_paused"] is False and dag["max_active_tasks"] == 8
+
+
+# -- 2. failure isolation, alerts, labels; resume with "Clear only failed tasks" on the run --------
+def test_poisoned_asset_fails_alone_alerts_and_clearing_only_failed_on_the_run_resumes(
         airflow: StandaloneAirflow, databases: dict[str, str], telegram: FakeTelegram) -> None:
     af, wh, ref = airflow, databases["warehouse"], databases["reference"]
     today = _today()
     # no gaps here: a clean run is then fully clean (gaps are validation WARNs), so the resumed
     # run must end with status success and send no summary alert
     clean = {a: _rows(seed, today, gap_prob=0.0) for a, seed in SCENARIO.items()}
-    for asset, rows in clean.items():
-        load_rows(wh, asset, _poisoned(rows) if asset == POISONED else rows)
-        load_rows(ref, asset, rows)
+    _load_scenario(wh, clean, POISONED)
+    _load_scenario(ref, clean, -1)
     ids = sorted(SCENARIO)
 
     run_id = af.trigger({"ids": ids})["dag_run_id"]  # default targets: bars and EMAs
@@ -209,32 +314,29 @@ def test_poisoned_asset_fails_alone_alerts_and_resumes_after_clearing_only_its_i
         for (task_id, mi), ti in per_asset.items():
             if mi != bad:  # the healthy assets finished everything, EMAs included
                 assert ti["state"] == "success", (task_id, mi, ti["state"])
-            elif task_id.startswith(("asset.bars.", "asset.emas.", "asset.freshness")) and task_id != "asset.bars.1d":
-                assert ti["state"] == "upstream_failed", (task_id, mi, ti["state"])  # never ran
+            elif task_id != "asset.bars.1d":  # never ran, validation included
+                assert ti["state"] == "upstream_failed", (task_id, mi, ti["state"])
         assert sum(1 for (t, _), ti in per_asset.items() if t.startswith("asset.emas.") and ti["state"] == "success") \
             == 4 * (len(ids) - 1)
+        assert tis[("validate_global", -1)]["state"] == "upstream_failed"
         assert tis[("summary", -1)]["state"] == "failed"
         _assert_audit(wh, run_id, "failed", len(ids) - 1, 1)
         _assert_failure_alerts(telegram, run_id, bad)
+        _assert_labelled(af, run_id, batches)
 
-        # what a user must clear: "only failed" would leave validate_global and 825's (all_done)
-        # validate alone, so the resumed asset would not be validated: clear with only_failed off
-        would = af.clear(run_id, [("asset.bars.1d", bad)], only_failed=True, include_downstream=True, dry_run=True)
-        assert not {("validate_global", -1), ("asset.validate", bad)} & {(t["task_id"], t["map_index"]) for t in would}
-
-    # fix the source (the same timestamps, good values) and clear ONLY the failed map index
+    # fix the source (the same timestamps, good values); clear the RUN with "only failed"
     load_rows(wh, POISONED, clean[POISONED])
     before = _by_key(af.task_instances(run_id))
     n_alerts = len(telegram.messages)
     with _explain(af, run_id):
-        cleared = af.clear(run_id, [("asset.bars.1d", bad)], only_failed=False, include_downstream=True)
+        cleared = af.post(f"/api/v2/dags/{DAG}/clearTaskInstances", {
+            "dag_run_id": run_id, "only_failed": True, "include_downstream": True, "dry_run": False,
+            "reset_dag_runs": True})["task_instances"]
         keys = {(t["task_id"], t["map_index"]) for t in cleared}
-        # downstream follows the same map index inside the group, and reaches the unmapped tail
         assert {mi for t, mi in keys if t.startswith("asset.")} == {bad}, sorted(keys)
         assert {t for t, mi in keys if mi == bad} == {t for t, mi in per_asset if mi == bad}, sorted(keys)
-        assert {("validate_global", -1), ("summary", -1)} <= keys, sorted(keys)
-        assert ("prepare", -1) not in keys
-        _step(f"cleared {len(cleared)} task instances")
+        assert {("validate_global", -1), ("summary", -1)} <= keys and ("prepare", -1) not in keys
+        _step(f"cleared {len(cleared)} task instances (run level, only failed)")
         assert af.wait_run(run_id, RUN_TIMEOUT_S) == "success"
         _step("run success after the clear")
         after = _by_key(af.task_instances(run_id))
@@ -243,8 +345,12 @@ def test_poisoned_asset_fails_alone_alerts_and_resumes_after_clearing_only_its_i
         for key, ti in after.items():
             if key not in keys:  # prepare and the healthy assets were NOT recomputed
                 assert (ti["try_number"], ti["end_date"]) == (1, before[key]["end_date"]), (key, ti)
+        # the summary reported only after every task of the resumed instance had finished
+        last_asset_end = max(ti["end_date"] for (t, mi), ti in after.items() if mi == bad)
+        assert after[("summary", -1)]["start_date"] > last_asset_end
         assert after[("asset.bars.1d", bad)]["try_number"] == 2
         _assert_audit(wh, run_id, "success", len(ids), 0)
+        _assert_labelled(af, run_id, batches)
 
     # the resumed asset (and the others) equal one clean CLI refresh at the run's as-of
     _cli_refresh(ref, ids, _as_of(af.dag_run(run_id)))
@@ -254,17 +360,23 @@ def test_poisoned_asset_fails_alone_alerts_and_resumes_after_clearing_only_its_i
     assert not any("Task failed" in t.splitlines()[0] or "Refresh run" in t.splitlines()[0] for t in new), new
 
 
-def _assert_failure_alerts(telegram: FakeTelegram, run_id: str, bad: int) -> None:
-    """The fake Telegram got: the CRITICAL task alert for 825's bars.1d, the CRITICAL summary, the
-    summary task's own failure and the DAG-run failure; nothing about the healthy assets."""
+# -- TELEGRAM MESSAGE COUNTS: the one place that pins how many alerts a failure sends ------------
+def _expected_failure_alert_titles(bad: int) -> list[str]:
+    """Titles of every message the fake Telegram gets for scenario 2's failed run: ONE digest
+    (issue 15: one incident, one message). The failed bars.1d instance, the summary failing on
+    purpose and the DAG-run failure send nothing of their own; nothing about the healthy assets.
+    ``bad`` (the failed map index) is named inside the digest, checked below."""
+    return ["<b>[CRITICAL] Refresh run CRITICAL problems</b>"]
 
+
+def _assert_failure_alerts(telegram: FakeTelegram, run_id: str, bad: int) -> None:
     def texts() -> list[str]:
         return [m.text for m in telegram.messages]
 
     def titles() -> list[str]:
         return sorted(t.splitlines()[0] for t in texts())
 
-    want = ["<b>[CRITICAL] Refresh run CRITICAL problems</b>"]  # one incident, one message (issue 15)
+    want = _expected_failure_alert_titles(bad)
     _wait_for(lambda: titles() == want, 60, titles)  # the DAG-run callback runs in the DAG processor
     _step("alerts: " + " | ".join(titles()))
     task_alert = next(t for t in texts() if "Refresh run" in t)
@@ -274,6 +386,7 @@ def _assert_failure_alerts(telegram: FakeTelegram, run_id: str, bad: int) -> Non
     summary_alert = next(t for t in texts() if "Refresh run" in t)
     assert f"failed: {POISONED}" in summary_alert and "assets: 2 ok, 1 failed" in summary_alert, summary_alert
     assert all(check_html(t) is None for t in texts())
+# -- end of TELEGRAM MESSAGE COUNTS ---------------------------------------------------------------
 
 
 def _assert_audit(url: str, run_id: str, status: str, ok: int, failed: int) -> None:
@@ -283,6 +396,83 @@ def _assert_audit(url: str, run_id: str, status: str, ok: int, failed: int) -> N
                            "summary_text FROM refresh_runs WHERE run_id = %s", (run_id,)).fetchone()
     assert row is not None, f"no refresh_runs row for {run_id}"
     assert tuple(row[:5]) == (status, ok, failed, 0, 0), row[5]
+
+
+# -- 3. task-level clear of the failed instance, with downstream, "only failed" off and on --------
+@pytest.mark.parametrize("only_failed", [False, True], ids=["only_failed_off", "only_failed_on"])
+def test_clearing_the_failed_instance_with_downstream_resumes(
+        airflow: StandaloneAirflow, databases: dict[str, str], only_failed: bool) -> None:
+    af, wh = airflow, databases["warehouse"]
+    asset, seed = RESUME[f"task_clear_only_failed_{'on' if only_failed else 'off'}"]
+    # scenario 2 proved that a task-level clear stays in its map index: no healthy batch-mate here
+    run_id, bad, clean = _fail_then_fix(af, wh, asset, seed, with_healthy=False)
+    healthy_before = _snapshot(wh, HEALTHY)  # the resume must not touch it
+    load_rows(wh, asset, clean)
+    with _explain(af, run_id):
+        cleared = af.clear(run_id, [("asset.bars.1d", bad)], only_failed=only_failed, include_downstream=True)
+        keys = {(t["task_id"], t["map_index"]) for t in cleared}
+        assert {mi for t, mi in keys if t.startswith("asset.")} == {bad} and ("summary", -1) in keys, sorted(keys)
+        assert ("validate_global", -1) in keys and ("asset.validate", bad) in keys
+        assert af.wait_run(run_id, RUN_TIMEOUT_S) == "success"
+        assert all(t["state"] == "success" for t in af.task_instances(run_id))
+    _step(f"{run_id} success after a task-level clear (only_failed={only_failed})")
+    _assert_emas_present(wh, asset)
+    _assert_unchanged(wh, HEALTHY, healthy_before)
+    _assert_audit(wh, run_id, "success", 1, 0)
+
+
+# -- 4. screenshots of a failed run, then "Clear Run" (the whole run) ------------------------------
+@pytest.fixture(scope="module")
+def failed_for_whole_clear(airflow: StandaloneAirflow, databases: dict[str, str]) -> dict[str, Any]:
+    asset, seed = RESUME["whole_run"]
+    run_id, bad, clean = _fail_then_fix(airflow, databases["warehouse"], asset, seed, with_healthy=True)
+    healthy_before = _snapshot(databases["warehouse"], HEALTHY)  # the resume must not touch it
+    return {"run_id": run_id, "bad": bad, "asset": asset, "clean": clean, "healthy_before": healthy_before}
+
+
+def test_screenshots_show_the_failed_asset_its_label_and_the_trigger_form(
+        airflow: StandaloneAirflow, failed_for_whole_clear: dict[str, Any], tmp_path: Path) -> None:
+    from ta_lab2.screenshots import take_screenshots
+
+    run_id, asset = failed_for_whole_clear["run_id"], failed_for_whole_clear["asset"]
+    assert airflow.dag_run(run_id)["state"] == "failed"
+    shots = take_screenshots(airflow, tmp_path, run_id)  # raises when an expected text is missing
+    by_name = {s.path.name: s for s in shots}
+    assert sorted(by_name) == ["airflow_dag.png", "airflow_mapped_instances.png", "airflow_run_failed_asset.png",
+                               "airflow_trigger_form.png"]
+    for shot in shots:
+        assert shot.path.stat().st_size > 20_000 and shot.path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", shot
+        assert all(text in shot.text for text in shot.expected), (shot.name, shot.expected)
+    assert DAG in by_name["airflow_dag.png"].text
+    assert run_id in by_name["airflow_run_failed_asset.png"].text and "Failed" in by_name[
+        "airflow_run_failed_asset.png"].text
+    mapped = by_name["airflow_mapped_instances.png"].text
+    assert f"A{asset}" in mapped and f"A{HEALTHY}" in mapped and "Failed" in mapped, mapped
+    assert "Run Parameters" in by_name["airflow_trigger_form.png"].text
+    _step(f"screenshots: {', '.join(sorted(by_name))} ({os.environ.get('TA_LAB2_KEEP_SCREENSHOTS') or tmp_path})")
+    keep = os.environ.get("TA_LAB2_KEEP_SCREENSHOTS")  # a folder to keep them in (e.g. docs/img)
+    if keep:
+        for shot in shots:
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            (Path(keep) / shot.path.name).write_bytes(shot.path.read_bytes())
+
+
+def test_clearing_the_whole_run_resumes(airflow: StandaloneAirflow, databases: dict[str, str],
+                                        failed_for_whole_clear: dict[str, Any]) -> None:
+    af, wh, f = airflow, databases["warehouse"], failed_for_whole_clear
+    load_rows(wh, f["asset"], f["clean"])
+    before = _by_key(af.task_instances(f["run_id"]))
+    with _explain(af, f["run_id"]):
+        af.post(f"/api/v2/dags/{DAG}/dagRuns/{f['run_id']}/clear", {"dry_run": False, "only_failed": False})
+        assert af.wait_run(f["run_id"], RUN_TIMEOUT_S) == "success"
+        after = _by_key(af.task_instances(f["run_id"]))
+        assert all(t["state"] == "success" for t in after.values())
+        # everything reran, prepare included (tasks that never ran go from try 0 to 1)
+        assert {k: t["try_number"] for k, t in after.items()} == {k: t["try_number"] + 1 for k, t in before.items()}
+    _step(f"{f['run_id']} success after clearing the whole run")
+    _assert_emas_present(wh, f["asset"])
+    _assert_unchanged(wh, HEALTHY, f["healthy_before"])
+    _assert_audit(wh, f["run_id"], "success", 2, 0)
 
 
 def test_backfill_of_three_days_equals_one_refresh_at_the_last_cutoff(
@@ -316,6 +506,18 @@ def test_backfill_of_three_days_equals_one_refresh_at_the_last_cutoff(
     _cli_refresh(ref, ids, last)
     _assert_same_tables(wh, ref, ids)
     _step("tables equal the CLI reference")
+
+
+# -- last: make airflow-stop -----------------------------------------------------------------------
+def test_make_airflow_stop_leaves_no_process(airflow: StandaloneAirflow, launcher: dict[str, Any]) -> None:
+    stopped = _launch(launcher, "stop")
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert "stopped" in stopped.stdout
+    assert home_pids(launcher["home"]) == [], "processes left with the launcher's AIRFLOW_HOME"
+    assert not Path(f"/proc/{launcher['pid']}").exists() or b"standalone" not in Path(
+        f"/proc/{launcher['pid']}/cmdline").read_bytes()
+    assert not (launcher["home"] / STATE_FILE).exists()
+    assert "not running" in _launch(launcher, "status").stdout
 
 
 def _step(what: str) -> None:

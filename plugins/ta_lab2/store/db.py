@@ -2,9 +2,9 @@
 
 Resolution order (one place, documented in docs/operations/DAILY_REFRESH.md):
 
-1. inside an Airflow task (``airflow=True``): the Airflow connection ``ta_lab2_db`` (when it
-   is not defined, a warning and the next two);
-2. env ``TA_LAB2_DB_URL``;
+1. inside an Airflow task (``airflow=True``): the Airflow connection ``ta_lab2_db``, and only
+   it (not defined: :class:`MissingConnectionError`, one line naming the fix);
+2. outside Airflow: env ``TA_LAB2_DB_URL``;
 3. an embedded Postgres from the ``pgserver`` wheel with its data under ``.local/pgdata``
    (started on demand, left running and reused by later commands).
 """
@@ -64,15 +64,27 @@ def airflow_conn_uri(url: str) -> str:
     return f"postgresql://{auth}@{host}{port}/{quote(str(info.get('dbname', 'postgres')), safe='')}"
 
 
+class MissingConnectionError(RuntimeError):
+    """Inside Airflow, the warehouse connection ``ta_lab2_db`` is not defined (a setup error:
+    not retried; the message names the fix)."""
+
+
+MISSING_CONNECTION = (f"Airflow connection {CONN_ID!r} (the warehouse) is not defined: create it, e.g. "
+                      f"`airflow connections add {CONN_ID} --conn-uri postgresql://USER:PASSWORD@HOST:5432/DBNAME` "
+                      f"or env AIRFLOW_CONN_{CONN_ID.upper()}=postgresql://... (make airflow sets it)")
+
+
 def resolve_url(*, airflow: bool = False) -> str:
+    """Inside Airflow (``airflow=True``) only the connection ``ta_lab2_db`` counts: without it
+    every worker would silently write to a warehouse of its own, so a missing connection raises
+    :class:`MissingConnectionError`. Outside Airflow: ``TA_LAB2_DB_URL``, else the embedded Postgres."""
     if airflow:
         try:
             return airflow_connection_url()
-        except Exception as exc:  # AirflowNotFoundException: not defined -> the same fallbacks as the CLI
+        except Exception as exc:
             if type(exc).__name__ != "AirflowNotFoundException":
                 raise
-            log.warning("Airflow connection %s is not defined: falling back to %s / embedded Postgres",
-                        CONN_ID, ENV_URL)
+            raise MissingConnectionError(MISSING_CONNECTION) from None
     url = os.environ.get(ENV_URL)
     if url:
         return url
