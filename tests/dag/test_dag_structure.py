@@ -179,6 +179,8 @@ def test_example_consumer_loads_paused_and_schedules_on_every_ema_table() -> Non
     assert type(consumer.timetable).__name__ == "AssetTriggeredTimetable"
     assert {a.uri for a in consumer.timetable.asset_condition.objects} \
         == {ASSETS[v.table].uri for v in EMA_VARIANTS}
+
+
 def test_every_task_of_the_mapped_group_is_labelled_with_its_batch(dag) -> None:  # type: ignore[no-untyped-def]
     """The template reads the batch from ``op_kwargs`` (so the batch is passed as a keyword) and
     renders with the DAG's own Jinja environment, for known, unknown and missing symbols."""
