@@ -62,13 +62,26 @@ def test_a_broken_line_is_reported_with_file_and_line_and_the_rest_loads(
 
 def test_a_revised_value_is_updated_and_restamped(cli_db: str, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A changed value replaces the stored one and moves ``load_ts`` (the 1d builder's signal
+    for a revision behind its lookback); an identical reload leaves ``load_ts`` alone."""
     head = "SNo,Name,Symbol,Date,High,Low,Open,Close,Volume,Marketcap\n"
     f = tmp_path / "x.csv"
-    f.write_text(head + "1,XRP,XRP,2020-01-01,2,1,1.5,1.6,10,100\n")
-    main(["load", str(f)])
-    f.write_text(head + "1,XRP,XRP,2020-01-01,2,1,1.5,1.7,10,100\n")
-    main(["load", str(f)])
-    assert "inserted 0, updated 1, unchanged 0, rejected 0" in capsys.readouterr().out
+    f.write_text(head + "1,XRP,XRP,2020-01-01,2,1,1.5,1.6,10,100\n2,XRP,XRP,2020-01-02,2,1,1.5,1.6,10,100\n")
+
+    def stored() -> dict[str, tuple[float, object]]:
+        with db.connect(cli_db) as conn:
+            rows = conn.execute('SELECT "timestamp"::date::text, close, load_ts FROM cmc_price_histories7').fetchall()
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    assert main(["load", str(f)]) == 0
+    before = stored()
+    f.write_text(head + "1,XRP,XRP,2020-01-01,2,1,1.5,1.7,10,100\n2,XRP,XRP,2020-01-02,2,1,1.5,1.6,10,100\n")
+    assert main(["load", str(f)]) == 0
+    assert "inserted 0, updated 1, unchanged 1, rejected 0" in capsys.readouterr().out
+    after = stored()
+    assert after["2020-01-01"][0] == 1.7  # updated
+    assert after["2020-01-01"][1] > before["2020-01-01"][1]  # restamped
+    assert after["2020-01-02"] == before["2020-01-02"]  # untouched: same value, same load_ts
 
 
 def test_unknown_symbol_and_bad_header_are_clear_errors(cli_db: str, tmp_path: Path,
