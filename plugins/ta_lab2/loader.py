@@ -9,20 +9,28 @@ Two layouts (BARS.md "Source"):
   ``[Date 00:00:00, Date 23:59:59.999]`` UTC and ``timestamp`` is the close instant).
 
 A line that cannot be parsed (wrong field count, unparsable number or date, unknown asset,
-a second line for the same timestamp in one file) becomes a :class:`LineProblem` with the
-file, line number and reason; it is never dropped silently. Values that parse but are bad
+a second line for the same timestamp in one file, bytes that are not UTF-8, a NUL byte)
+becomes a :class:`LineProblem` with the file, line number and reason; it is never dropped
+silently. Lines are split on LF only (a CR before it is dropped), so line numbers are the
+ones an editor shows. A file whose header is not one of the two layouts (binary garbage,
+UTF-16, another CSV) is *refused*: every line becomes a problem, nothing of it loads.
+:func:`stream_file` reads a file in bounded chunks (the CLI path: memory does not grow with
+the file); :func:`parse_text` parses a whole text at once. Values that parse but are bad
 data (NaN, negative, zero prices) are loaded as they are: the 1d builder rejects them with
 a reason into ``cmc_price_bars_1d_rejects``, because the source table is the raw record.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import BinaryIO
 
 SYMBOL_IDS: dict[str, int] = {"BTC": 1, "ETH": 1027, "USDT": 825, "XRP": 52}
 NAME_IDS: dict[str, int] = {"bitcoin": 1, "ethereum": 1027, "tether": 825, "xrp": 52}
@@ -53,6 +61,9 @@ class ParsedFile:
     rows: list[tuple[object, ...]] = field(default_factory=list)  # SOURCE_COLUMNS order
     problems: list[LineProblem] = field(default_factory=list)
     symbols: dict[int, tuple[str, str]] = field(default_factory=dict)  # id -> (symbol, name)
+    lines: list[tuple[int, str]] = field(default_factory=list)  # (line_no, raw) aligned with rows, when known
+    lines_read: int = 0  # non-blank lines after a valid header (refused file: every non-blank line)
+    refused: str | None = None  # why the whole file was not loaded
 
 
 def _number(text: str, column: str) -> float | None:
@@ -135,37 +146,141 @@ def _export_row(f: list[str], source: str, override: int | None) -> tuple[int, s
     return asset, symbol, (asset, name, *times, stamp, *values, source)
 
 
-def parse_text(text: str, source_file: str, asset_id: int | None = None) -> ParsedFile:
-    """Parse one file's text; see the module docstring for the rules."""
-    lines = text.splitlines()
-    if not lines:
-        raise ValueError(f"{source_file}: empty file")
-    layout = detect_layout(lines[0])
-    out = ParsedFile(source_file, layout)
+CHUNK_LINES = 20_000
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+def _decoded(raw_lines: Iterable[bytes]) -> Iterator[tuple[int, str, str | None]]:
+    """``(line_no, text, problem)`` per physical line: LF-split, CR and a UTF-8 BOM dropped,
+    undecodable bytes and NULs shown escaped (the text is storable and printable)."""
+    for line_no, b in enumerate(raw_lines, start=1):
+        b = b.rstrip(b"\n")
+        b = b[:-1] if b.endswith(b"\r") else b
+        if line_no == 1 and b.startswith(codecs.BOM_UTF8):
+            b = b[len(codecs.BOM_UTF8):]
+        problem = None
+        try:
+            text = b.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            text = b.decode("utf-8", "backslashreplace")
+            problem = f"not valid UTF-8 (byte 0x{b[exc.start]:02x} at column {exc.start + 1})"
+            if line_no == 1 and b.startswith(_UTF16_BOMS):
+                problem = "UTF-16 text (byte-order mark): save the file as UTF-8"
+        if "\x00" in text:
+            text = text.replace("\x00", "\\x00")
+            problem = problem or "contains a NUL byte"
+        yield line_no, text, problem
+
+
+def _parse_lines(lines: Iterator[tuple[int, str, str | None]], source_file: str, asset_id: int | None,
+                 chunk_lines: int | None) -> Iterator[ParsedFile]:
+    """ParsedFile chunks of at most ``chunk_lines`` lines (None: one chunk)."""
+    first = next(lines, None)
+    if first is None:
+        yield ParsedFile(source_file, "none", refused="empty file")
+        return
+    _, header, problem = first
+    try:
+        if problem:
+            raise ValueError(problem)
+        layout = detect_layout(header)
+    except ValueError as exc:
+        yield from _refused(first, lines, source_file, str(exc), chunk_lines)
+        return
     delim, width = (";", 12) if layout == "export" else (",", 10)
     make = _export_row if layout == "export" else _percoin_row
-    seen: dict[tuple[int, object], int] = {}
-    for line_no, raw in enumerate(lines[1:], start=2):
-        if not raw.strip():
+    out = ParsedFile(source_file, layout)
+    for line_no, raw, problem in lines:
+        if not raw.strip() and problem is None:
             continue
-        fields = next(csv.reader(io.StringIO(raw), delimiter=delim))
+        out.lines_read += 1
         try:
+            if problem:
+                raise ValueError(problem)
+            fields = next(csv.reader(io.StringIO(raw), delimiter=delim))
             if len(fields) != width:
                 raise ValueError(f"expected {width} fields, found {len(fields)}")
             asset, symbol, row = make(fields, source_file, asset_id)
-        except ValueError as exc:
+        except (ValueError, OverflowError, csv.Error) as exc:  # OverflowError: an instant beyond year 9999
             out.problems.append(LineProblem(source_file, line_no, str(exc), raw))
+        else:
+            out.rows.append(row)
+            out.lines.append((line_no, raw))
+            out.symbols.setdefault(asset, (symbol, str(row[1])))
+        if chunk_lines and out.lines_read >= chunk_lines:
+            yield out
+            out = ParsedFile(source_file, layout)
+    yield out
+
+
+def _refused(first: tuple[int, str, str | None], rest: Iterator[tuple[int, str, str | None]], source_file: str,
+             why: str, chunk_lines: int | None) -> Iterator[ParsedFile]:
+    """Every non-blank line of a refused file as a problem (nothing of the file loads)."""
+    out = ParsedFile(source_file, "none", refused=why)
+    for line_no, raw, _ in _chain(first, rest):
+        if not raw.strip() and line_no != 1:
             continue
-        key = (asset, row[6])
-        if key in seen:
-            out.problems.append(LineProblem(
-                source_file, line_no, f"duplicate timestamp {row[6]} (first seen on line {seen[key]}; kept)", raw))
+        out.lines_read += 1
+        reason = why if line_no == 1 else f"file not loaded: line 1: {why}"
+        out.problems.append(LineProblem(source_file, line_no, reason, raw))
+        if chunk_lines and out.lines_read >= chunk_lines:
+            yield out
+            out = ParsedFile(source_file, "none", refused=why)
+    yield out
+
+
+def _chain(first: tuple[int, str, str | None],
+           rest: Iterator[tuple[int, str, str | None]]) -> Iterator[tuple[int, str, str | None]]:
+    yield first
+    yield from rest
+
+
+def _merge(chunks: Iterable[ParsedFile]) -> ParsedFile:
+    out: ParsedFile | None = None
+    for c in chunks:
+        if out is None:
+            out = c
             continue
-        seen[key] = line_no
-        out.rows.append(row)
-        out.symbols.setdefault(asset, (symbol, str(row[1])))
+        out.rows += c.rows
+        out.lines += c.lines
+        out.problems += c.problems
+        out.lines_read += c.lines_read
+        for k, v in c.symbols.items():
+            out.symbols.setdefault(k, v)
+    assert out is not None  # _parse_lines always yields
     return out
 
 
+def parse_text(text: str, source_file: str, asset_id: int | None = None) -> ParsedFile:
+    """Parse one file's text at once; see the module docstring for the rules. A second line
+    for the same (asset, timestamp) is a problem here (the stream path finds it in SQL)."""
+    parsed = _merge(_parse_lines(_decoded(io.BytesIO(text.encode("utf-8", "surrogateescape"))),
+                                 source_file, asset_id, None))
+    if parsed.refused:
+        raise ValueError(parsed.refused)
+    seen: dict[tuple[int, object], int] = {}
+    keep = []
+    for row, (line_no, raw) in zip(parsed.rows, parsed.lines, strict=True):
+        key = (int(row[0]), row[6])  # type: ignore[call-overload]
+        if key in seen:
+            parsed.problems.append(LineProblem(
+                source_file, line_no, f"duplicate timestamp {row[6]} (first seen on line {seen[key]}; kept)", raw))
+            continue
+        seen[key] = line_no
+        keep.append((row, (line_no, raw)))
+    parsed.rows = [r for r, _ in keep]
+    parsed.lines = [li for _, li in keep]
+    parsed.problems.sort(key=lambda p: p.line_no)
+    return parsed
+
+
+def stream_file(fh: BinaryIO, source_file: str, asset_id: int | None = None,
+                chunk_lines: int = CHUNK_LINES) -> Iterator[ParsedFile]:
+    """Chunks of a binary file object, ``chunk_lines`` lines each (memory stays bounded).
+    Duplicates across the whole file are resolved where the chunks are staged
+    (:func:`ta_lab2.store.source.load_stream`); a refused file yields its lines as problems."""
+    return _parse_lines(_decoded(fh), source_file, asset_id, chunk_lines)
+
+
 def parse_file(path: Path, asset_id: int | None = None) -> ParsedFile:
-    return parse_text(path.read_text(encoding="utf-8-sig"), path.name, asset_id)
+    return parse_text(path.read_bytes().decode("utf-8", "surrogateescape"), path.name, asset_id)
