@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ta_lab2.cli import UsageError, parse_ids, refresh_options
@@ -22,9 +25,18 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+SHOWN_PROBLEMS = 200  # per file on stderr; every one is in cmc_load_rejects
+
+
 def cmd_load(args: argparse.Namespace) -> int:
-    from ta_lab2.loader import parse_file
-    from ta_lab2.store.source import upsert_parsed
+    """Each file in its own transaction, streamed in chunks: one stderr line per rejected line
+    (the first SHOWN_PROBLEMS per file), one accounting line per file on stdout. A refused
+    file (empty, unrecognised header) exits 2 after the other files loaded; a database error
+    on a file (nothing of it written) exits 1."""
+    import psycopg
+
+    from ta_lab2.loader import stream_file
+    from ta_lab2.store.source import load_stream
 
     missing = [str(f) for f in args.files if not Path(f).is_file()]
     if missing:
@@ -32,22 +44,39 @@ def cmd_load(args: argparse.Namespace) -> int:
     url = db.resolve_url()
     with db.connect(url) as conn:
         schema.apply_schema(conn)
-    totals = [0, 0, 0, 0]
-    for path in args.files:
+    load_id = f"load__{datetime.now(UTC):%Y%m%dT%H%M%S}_{uuid.uuid4().hex[:6]}"
+    totals = [0, 0, 0, 0, 0]
+    refused = failed = 0
+    for path in map(Path, args.files):
+        shown = [0]
+
+        def show(p: object, shown: list[int] = shown) -> None:
+            if shown[0] < SHOWN_PROBLEMS:
+                print(f"rejected {p}", file=sys.stderr)
+            shown[0] += 1
+
         try:
-            parsed = parse_file(Path(path), args.id)
-        except ValueError as exc:
-            raise UsageError(f"{path}: {exc}") from None
-        with db.transaction(url) as conn:
-            counts = upsert_parsed(conn, parsed)
-        for p in parsed.problems:
-            print(f"rejected {p}")
-        print(f"{Path(path).name}: inserted {counts.inserted}, updated {counts.updated}, "
-              f"unchanged {counts.unchanged}, rejected {counts.rejected}")
-        totals = [a + b for a, b in zip(totals, (counts.inserted, counts.updated, counts.unchanged,
-                                                 counts.rejected), strict=True)]
-    print("total: inserted {}, updated {}, unchanged {}, rejected {}".format(*totals))
-    return 0
+            with path.open("rb") as fh, db.transaction(url) as conn:
+                c = load_stream(conn, path.name, stream_file(fh, path.name, args.id), load_id=load_id,
+                                clear_rejects=True, on_problem=show)
+        except (psycopg.Error, OSError) as exc:
+            failed += 1
+            why = " ".join(str(exc).split())[:300]
+            print(f"error: {path}: not loaded, nothing of it was written: {type(exc).__name__}: {why}", file=sys.stderr)
+            continue
+        if shown[0] > SHOWN_PROBLEMS:
+            print(f"{path.name}: {shown[0] - SHOWN_PROBLEMS} more rejected lines not shown (see cmc_load_rejects)",
+                  file=sys.stderr)
+        if c.refused:
+            refused += 1
+            print(f"error: {path}: {c.refused}; file not loaded", file=sys.stderr)
+        print(f"{path.name}: inserted {c.inserted}, updated {c.updated}, unchanged {c.unchanged}, "
+              f"rejected {c.rejected} (of {c.lines_read} lines read)")
+        totals = [a + b for a, b in zip(totals, (c.inserted, c.updated, c.unchanged, c.rejected, c.lines_read),
+                                        strict=True)]
+    print("total: inserted {}, updated {}, unchanged {}, rejected {} (of {} lines read)".format(*totals))
+    print(f"load id {load_id} (accounting in cmc_load_audit)")
+    return 2 if refused else 1 if failed else 0
 
 
 def cmd_synth(args: argparse.Namespace) -> int:

@@ -49,10 +49,10 @@ def test_a_broken_line_is_reported_with_file_and_line_and_the_rest_loads(
                  "3,Bitcoin,BTC,2013-05-01,139.8,107.7\n"
                  "4,Bitcoin,BTC,2013-05-02,125.6,92.3,116.4,-105.2,0,1168517495\n")
     assert main(["load", str(f)]) == 0
-    out = capsys.readouterr().out
-    assert "coin_Bitcoin.csv:3: column Low: 'oops' is not a number" in out
-    assert "coin_Bitcoin.csv:4: expected 10 fields, found 6" in out
-    assert "inserted 2, updated 0, unchanged 0, rejected 2" in out
+    out, err = capsys.readouterr()
+    assert "coin_Bitcoin.csv:3: column Low: 'oops' is not a number" in err
+    assert "coin_Bitcoin.csv:4: expected 10 fields, found 6" in err
+    assert "inserted 2, updated 0, unchanged 0, rejected 2 (of 4 lines read)" in out
     with db.connect(cli_db) as conn:
         rej = conn.execute("SELECT line_no, reason FROM cmc_load_rejects ORDER BY line_no").fetchall()
         closes = [r[0] for r in conn.execute('SELECT close FROM cmc_price_histories7 ORDER BY "timestamp"')]
@@ -90,7 +90,7 @@ def test_unknown_symbol_and_bad_header_are_clear_errors(cli_db: str, tmp_path: P
     f.write_text("SNo,Name,Symbol,Date,High,Low,Open,Close,Volume,Marketcap\n"
                  "1,Dogecoin,DOGE,2020-01-01,2,1,1.5,1.6,10,100\n")
     main(["load", str(f)])
-    assert "unknown asset (symbol 'DOGE', name 'Dogecoin'): pass --id N" in capsys.readouterr().out
+    assert "unknown asset (symbol 'DOGE', name 'Dogecoin'): pass --id N" in capsys.readouterr().err
     assert main(["load", "--id", "74", str(f)]) == 0
     g = tmp_path / "bad.csv"
     g.write_text("a,b,c\n1,2,3\n")
