@@ -19,7 +19,6 @@ import contextlib
 import io
 import itertools
 import math
-import resource
 import subprocess
 import sys
 from collections.abc import Iterator
