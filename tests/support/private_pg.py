@@ -21,7 +21,9 @@ def _free_port() -> int:
 
 
 class PrivatePostgres:
-    def __init__(self, max_connections: int = 30) -> None:
+    def __init__(self, max_connections: int = 30, *, host_auth: str = "trust") -> None:
+        """``host_auth="scram-sha-256"``: TCP logins need a password (the socket stays trust,
+        for :meth:`admin_url`)."""
         from pgserver._commands import POSTGRES_BIN_PATH
 
         self.bin = Path(POSTGRES_BIN_PATH)
@@ -37,7 +39,8 @@ class PrivatePostgres:
             ensure_user_exists(self.user)
             shutil.chown(self.root, self.user)
         self.root.chmod(0o755)
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8")
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth-local=trust",
+                  f"--auth-host={host_auth}", "--no-sync", "-E", "UTF8")
 
     def _run(self, exe: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         kw: dict[str, Any] = {"user": self.user} if self.user else {}
@@ -54,6 +57,10 @@ class PrivatePostgres:
 
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
+
+    def admin_url(self, dbname: str = "postgres") -> str:
+        """Superuser over the Unix socket (trust), whatever the TCP authentication is."""
+        return f"postgresql://postgres@/{dbname}?host={self.data}&port={self.port}"
 
     def destroy(self) -> None:
         self.stop("immediate")
