@@ -95,7 +95,12 @@ def test_too_many_connections_fails_cleanly_or_retries_and_a_rerun_converges(
     url = create_database(private_pg.url(), "ta_lab2_crowded")
     load_files(url, clean_build.files)
     hogs = [psycopg.connect(private_pg.url()) for _ in range(5)]  # 6 slots: one left for two runs
-    release = threading.Timer(4.0, lambda: [h.close() for h in hogs[:2]])  # some room later: retries succeed
+
+    def free_two() -> None:
+        for h in hogs[:2]:
+            h.close()
+
+    release = threading.Timer(4.0, free_two)  # some room later: retries succeed
     try:
         release.start()
         procs = [start_cli(url, *refresh_argv(ids=(a,))) for a in ASSETS[:2]]

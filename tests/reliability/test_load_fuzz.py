@@ -174,7 +174,7 @@ def _same(a: float | None, b: float | None) -> bool:
 def _check_loaded(url: str, m: FileModel, name: str, out: str, err: str) -> None:
     assert_no_traceback(out, err)
     with psycopg.connect(url) as conn:
-        rejects = dict(conn.execute("SELECT line_no, reason FROM cmc_load_rejects WHERE source_file = %s",
+        rejects: dict[int, str] = dict(conn.execute("SELECT line_no, reason FROM cmc_load_rejects WHERE source_file = %s",
                                     (name,)).fetchall())
         rows = {r[0]: r[1:] for r in conn.execute(
             'SELECT "timestamp", open, high, low, close, volume, marketcap FROM cmc_price_histories7 '
