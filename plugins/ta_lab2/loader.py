@@ -25,6 +25,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -217,7 +218,7 @@ def _refused(first: tuple[int, str, str | None], rest: Iterator[tuple[int, str, 
              why: str, chunk_lines: int | None) -> Iterator[ParsedFile]:
     """Every non-blank line of a refused file as a problem (nothing of the file loads)."""
     out = ParsedFile(source_file, "none", refused=why)
-    for line_no, raw, _ in _chain(first, rest):
+    for line_no, raw, _ in itertools.chain([first], rest):
         if not raw.strip() and line_no != 1:
             continue
         out.lines_read += 1
@@ -227,12 +228,6 @@ def _refused(first: tuple[int, str, str | None], rest: Iterator[tuple[int, str, 
             yield out
             out = ParsedFile(source_file, "none", refused=why)
     yield out
-
-
-def _chain(first: tuple[int, str, str | None],
-           rest: Iterator[tuple[int, str, str | None]]) -> Iterator[tuple[int, str, str | None]]:
-    yield first
-    yield from rest
 
 
 def _merge(chunks: Iterable[ParsedFile]) -> ParsedFile:
