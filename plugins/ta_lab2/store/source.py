@@ -66,11 +66,11 @@ def load_stream(conn: psycopg.Connection, source_file: str, chunks: Iterable[Par
         on_problem(LineProblem(source_file, line_no, reason, raw))  # type: ignore[misc]
     for asset in sorted(symbols):
         io.advisory_xact_lock(conn, "source", asset)
-    flags = [r[0] for r in conn.execute(sqlfiles.load("queries/source_upsert")).fetchall()]
+    row = conn.execute(sqlfiles.load("queries/source_upsert")).fetchone()
+    inserted, updated = (int(row[0]), int(row[1])) if row else (0, 0)
     for asset, (symbol, name) in sorted(symbols.items()):
         conn.execute(sqlfiles.load("queries/assets_upsert"), {"id": asset, "symbol": symbol, "name": name})
-    inserted = sum(flags)
-    counts = LoadCounts(inserted, len(flags) - inserted, staged - len(dups) - len(flags), rejected + len(dups),
+    counts = LoadCounts(inserted, updated, staged - len(dups) - inserted - updated, rejected + len(dups),
                         lines_read, refused)
     if load_id is not None:
         conn.execute(sqlfiles.load("queries/load_audit_put"),
