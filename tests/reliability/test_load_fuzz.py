@@ -330,7 +330,7 @@ def test_a_million_line_file_streams_in_bounded_memory(fuzz_db: str, tmp_path: P
     # a whole-file parse holds ~1 GB of Python objects for this file; streaming stays near the
     # small file's footprint (chunks of 20,000 lines)
     print(f"peak RSS: small file {small_mb:.0f} MB, 1 M-line file {huge_mb:.0f} MB")
-    assert huge_mb < small_mb + 150, (small_mb, huge_mb)
+    assert huge_mb < small_mb + 75, (small_mb, huge_mb)  # measured: 85 MB vs 116 MB
     with psycopg.connect(fuzz_db) as conn:
         assert conn.execute("SELECT lines_read, rejected FROM cmc_load_audit WHERE source_file = 'huge.csv'"
                             ).fetchone() == (1_000_000, bad)
