@@ -303,6 +303,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # the warehouse down, restarting or full outside a retried step: one line
+        if not type(exc).__module__.startswith("psycopg"):
+            raise
+        print(f"error: database: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} (nothing was written "
+              "by the failed statement; rerun when the warehouse is back)", file=sys.stderr)
+        return 1
     finally:  # a caller running main() in-process (tests, scripts) keeps no handler bound to its streams
         logsetup.close_run_log()
         logsetup.reset_console()

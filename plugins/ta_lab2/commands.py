@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ta_lab2.cli import UsageError, parse_ids, refresh_options
@@ -24,7 +23,14 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from ta_lab2.loader import LineProblem, ParsedFile, iter_file
+    """Each file in its own transaction, streamed in chunks: one stderr line per rejected line
+    (the first SHOWN_PROBLEMS per file, then a count), one accounting line per file on
+    stdout. A refused file (empty, unrecognised header, unknown asset) is one stderr line,
+    exit 2 after the other files loaded; a database error on a file (nothing of it written)
+    exits 1."""
+    import psycopg
+
+    from ta_lab2.loader import ProblemReport, iter_file
     from ta_lab2.store import source
 
     missing = [str(f) for f in args.files if not Path(f).is_file()]
@@ -34,29 +40,30 @@ def cmd_load(args: argparse.Namespace) -> int:
     with db.connect(url) as conn:
         schema.apply_schema(conn)
         registry = source.registry(conn)
-    totals = [0, 0, 0, 0]
-    for path in args.files:
-        problems: list[LineProblem] = []
-
-        def collect(chunks: Iterable[ParsedFile], problems: list[LineProblem] = problems) -> Iterator[ParsedFile]:
-            for c in chunks:
-                problems.extend(c.problems)
-                yield c
-
+    load_id = source.new_load_id("load")
+    totals = [0, 0, 0, 0, 0]
+    refused = failed = 0
+    for path in map(Path, args.files):
+        report = ProblemReport(lambda text: print(text, file=sys.stderr))
         try:
-            with db.transaction(url) as conn:  # an unresolvable file rolls back: nothing of it is loaded
-                chunks = iter_file(Path(path), args.id, registry)
-                counts = source.upsert_chunks(conn, collect(chunks))
-        except ValueError as exc:  # bad header, unknown asset (ta_lab2.assets.UnknownAsset)
-            raise UsageError(f"{path}: {exc}") from None
-        for p in problems:
-            print(f"rejected {p}")
-        print(f"{Path(path).name}: inserted {counts.inserted}, updated {counts.updated}, "
-              f"unchanged {counts.unchanged}, rejected {counts.rejected}")
-        totals = [a + b for a, b in zip(totals, (counts.inserted, counts.updated, counts.unchanged,
-                                                 counts.rejected), strict=True)]
-    print("total: inserted {}, updated {}, unchanged {}, rejected {}".format(*totals))
-    return 0
+            with db.transaction(url) as conn:
+                c = source.upsert_chunks(conn, iter_file(path, args.id, registry, strict=False), load_id=load_id,
+                                         on_problem=report)
+        except (psycopg.Error, OSError) as exc:
+            failed += 1
+            why = " ".join(str(exc).split())[:300]
+            print(f"error: {path}: not loaded, nothing of it was written: {type(exc).__name__}: {why}", file=sys.stderr)
+            continue
+        report.finish()
+        if c.refused:
+            refused += 1
+            print(f"error: {path}: {c.refused}", file=sys.stderr)
+        print(c.line(path.name))
+        totals = [a + b for a, b in zip(totals, (c.inserted, c.updated, c.unchanged, c.rejected, c.lines_read),
+                                        strict=True)]
+    print("total: inserted {}, updated {}, unchanged {}, rejected {} (of {} lines read)".format(*totals))
+    print(f"load id {load_id} (accounting in cmc_load_audit)")
+    return 2 if refused else 1 if failed else 0
 
 
 def cmd_assets(args: argparse.Namespace) -> int:

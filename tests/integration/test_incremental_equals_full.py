@@ -29,9 +29,13 @@ def _cuts(draw: st.DrawFn, n_days: int) -> list[int]:
     return [*cuts, n_days + 1]
 
 
+WIDE_EMA = {"tfs": ("1D", "7D", "30D", "90D", "1M_CAL", "3M_CAL", "1W_CAL_ANCHOR_ISO", "3M_CAL_ANCHOR"),
+            "periods": (2, 5)}
+
+
 @st.composite
-def scenario(draw: st.DrawFn, max_days: int = 120) -> tuple[int, int, list[int], float]:
-    n = draw(st.integers(15, max_days))
+def scenario(draw: st.DrawFn, max_days: int = 120, min_days: int = 15) -> tuple[int, int, list[int], float]:
+    n = draw(st.integers(min_days, max_days))
     return draw(st.integers(0, 10**6)), n, _cuts(draw, n), draw(st.sampled_from([0.0, 0.05, 0.2]))
 
 
@@ -59,6 +63,30 @@ def test_bars_incremental_equals_full_for_any_as_of_slicing(session_db_url: str,
 @PROFILE
 def test_emas_incremental_equals_full_for_any_as_of_slicing(session_db_url: str, sc: tuple) -> None:
     inc, full = _run_twins(session_db_url, *sc, ALL, **SMALL_EMA)
+    assert_twins_equal(session_db_url, inc, full, all_tables("emas"))
+
+
+@pytest.mark.slow
+@given(scenario(max_days=260, min_days=120))
+@settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
+def test_emas_on_1d_and_30d_plus_timeframes_incremental_equals_full(session_db_url: str, sc: tuple) -> None:
+    """1D (every observed day is a canonical close) and timeframes of 30 days and more (few
+    bars, long unfinished ones) are where slicing bugs hide."""
+    # long histories carry more broken intraday times (repairs): keep them under the corruption limit
+    inc, full = _run_twins(session_db_url, *sc, ALL, corruption_min_rows=1000, **WIDE_EMA)
+    counts = assert_twins_equal(session_db_url, inc, full, all_tables("emas"))
+    assert counts["cmc_ema_multi_tf"] > 0
+
+
+@pytest.mark.slow
+@given(scenario(max_days=90))
+@settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
+def test_a_full_rebuild_over_existing_state_equals_a_fresh_build(session_db_url: str, sc: tuple) -> None:
+    """``full_rebuild`` after incremental runs (state, feed cursors and rows present) ends
+    where a build from nothing ends, watermarks included."""
+    inc, full = _run_twins(session_db_url, *sc, ALL, **SMALL_EMA)
+    start = history(sc[0], sc[1], gap_prob=sc[3])[0]["timeopen"]
+    refresh(session_db_url, inc, ALL, start + timedelta(days=sc[2][-1]), full_rebuild=True, **SMALL_EMA)
     assert_twins_equal(session_db_url, inc, full, all_tables("emas"))
 
 

@@ -49,10 +49,10 @@ def test_a_broken_line_is_reported_with_file_and_line_and_the_rest_loads(
                  "3,Bitcoin,BTC,2013-05-01,139.8,107.7\n"
                  "4,Bitcoin,BTC,2013-05-02,125.6,92.3,116.4,-105.2,0,1168517495\n")
     assert main(["load", str(f)]) == 0
-    out = capsys.readouterr().out
-    assert "coin_Bitcoin.csv:3: column Low: 'oops' is not a number" in out
-    assert "coin_Bitcoin.csv:4: expected 10 fields, found 6" in out
-    assert "inserted 2, updated 0, unchanged 0, rejected 2" in out
+    out, err = capsys.readouterr()
+    assert "coin_Bitcoin.csv:3: column Low: 'oops' is not a number" in err
+    assert "coin_Bitcoin.csv:4: expected 10 fields, found 6" in err
+    assert "inserted 2, updated 0, unchanged 0, rejected 2 (of 4 lines read)" in out
     with db.connect(cli_db) as conn:
         rej = conn.execute("SELECT line_no, reason FROM cmc_load_rejects ORDER BY line_no").fetchall()
         closes = [r[0] for r in conn.execute('SELECT close FROM cmc_price_histories7 ORDER BY "timestamp"')]
@@ -62,13 +62,26 @@ def test_a_broken_line_is_reported_with_file_and_line_and_the_rest_loads(
 
 def test_a_revised_value_is_updated_and_restamped(cli_db: str, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A changed value replaces the stored one and moves ``load_ts`` (the 1d builder's signal
+    for a revision behind its lookback); an identical reload leaves ``load_ts`` alone."""
     head = "SNo,Name,Symbol,Date,High,Low,Open,Close,Volume,Marketcap\n"
     f = tmp_path / "x.csv"
-    f.write_text(head + "1,XRP,XRP,2020-01-01,2,1,1.5,1.6,10,100\n")
-    main(["load", str(f)])
-    f.write_text(head + "1,XRP,XRP,2020-01-01,2,1,1.5,1.7,10,100\n")
-    main(["load", str(f)])
-    assert "inserted 0, updated 1, unchanged 0, rejected 0" in capsys.readouterr().out
+    f.write_text(head + "1,XRP,XRP,2020-01-01,2,1,1.5,1.6,10,100\n2,XRP,XRP,2020-01-02,2,1,1.5,1.6,10,100\n")
+
+    def stored() -> dict[str, tuple[float, object]]:
+        with db.connect(cli_db) as conn:
+            rows = conn.execute('SELECT "timestamp"::date::text, close, load_ts FROM cmc_price_histories7').fetchall()
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    assert main(["load", str(f)]) == 0
+    before = stored()
+    f.write_text(head + "1,XRP,XRP,2020-01-01,2,1,1.5,1.7,10,100\n2,XRP,XRP,2020-01-02,2,1,1.5,1.6,10,100\n")
+    assert main(["load", str(f)]) == 0
+    assert "inserted 0, updated 1, unchanged 1, rejected 0" in capsys.readouterr().out
+    after = stored()
+    assert after["2020-01-01"][0] == 1.7  # updated
+    assert after["2020-01-01"][1] > before["2020-01-01"][1]  # restamped
+    assert after["2020-01-02"] == before["2020-01-02"]  # untouched: same value, same load_ts
 
 
 def test_unknown_coin_is_refused_whole_and_bad_header_is_a_clear_error(
@@ -111,3 +124,49 @@ def test_binary_garbage_lines_are_stored_as_rejects(cli_db: str, tmp_path: Path)
     assert [(r[0], r[1]) for r in rej] == [(3, "line is not valid UTF-8"),
                                            (4, "column High: '1\\x0047' is not a number")]
     assert rej[0][2] == "2,Bitcoin,BTC,2013-04-30,146.9,\\xff\\x00,144,139,0,1542813125"
+
+
+def test_a_duplicate_day_in_a_later_chunk_is_rejected_and_the_first_kept(
+        cli_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Duplicates are resolved where the file is staged (SQL), across the chunks of a stream."""
+    import ta_lab2.loader
+
+    monkeypatch.setattr(ta_lab2.loader, "CHUNK_ROWS", 2)
+    head = "SNo,Name,Symbol,Date,High,Low,Open,Close,Volume,Marketcap\n"
+    f = tmp_path / "coin_XRP.csv"
+    f.write_text(head + "".join(f"{d},XRP,XRP,2020-01-0{d},2,1,1.5,1.6,10,100\n" for d in range(1, 6))
+                 + "6,XRP,XRP,2020-01-02,2,1,1.5,9.9,10,100\n")
+    assert main(["load", str(f)]) == 0
+    out, err = capsys.readouterr()
+    assert "coin_XRP.csv: inserted 5, updated 0, unchanged 0, rejected 1 (of 6 lines read)" in out
+    assert err == ("rejected coin_XRP.csv:7: duplicate timestamp 2020-01-02 23:59:59.999+00:00 "
+                   "(first seen on line 3; kept)\n")
+    with db.connect(cli_db) as conn:
+        assert conn.execute("SELECT close FROM cmc_price_histories7 WHERE \"timestamp\"::date = '2020-01-02'"
+                            ).fetchall() == [(1.6,)]
+        assert conn.execute("SELECT lines_read, inserted, rejected FROM cmc_load_audit").fetchall() == [(6, 5, 1)]
+
+
+def test_a_coin_unknown_after_bad_lines_is_refused_whole_with_every_line_accounted(
+        cli_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The asset comes from the first good line; when that is unknown after earlier chunks
+    were staged, nothing of the file loads and every line is a reject (audit balanced)."""
+    import ta_lab2.loader
+
+    monkeypatch.setattr(ta_lab2.loader, "CHUNK_ROWS", 2)
+    f = tmp_path / "pepe.csv"
+    f.write_text("SNo,Name,Symbol,Date,High,Low,Open,Close,Volume,Marketcap\n"
+                 "1,Pepe,PEPE,2020-01-01,2,oops,1.5,1.6,10,100\n2,Pepe,PEPE,2020-01-02,2\n"
+                 "3,Pepe,PEPE,2020-01-03,2,1,1.5,1.6,10,100\n4,Pepe,PEPE,2020-01-04,2,1,1.5,1.6,10,100\n")
+    assert main(["load", str(f)]) == 2
+    out, err = capsys.readouterr()
+    assert err.splitlines()[-1].startswith(f"error: {f}: unknown asset (name 'Pepe', symbol 'PEPE')")
+    assert "pepe.csv: inserted 0, updated 0, unchanged 0, rejected 4 (of 4 lines read)" in out
+    assert _source(cli_db) == []
+    with db.connect(cli_db) as conn:
+        rej = conn.execute("SELECT line_no, reason FROM cmc_load_rejects ORDER BY line_no").fetchall()
+        audit = conn.execute("SELECT lines_read, rejected, refused FROM cmc_load_audit").fetchall()
+    assert [(n, r.split(" (")[0]) for n, r in rej] == [
+        (2, "column Low: 'oops' is not a number"), (3, "expected 10 fields, found 5"),
+        (4, "file not loaded: unknown asset"), (5, "file not loaded: unknown asset")]
+    assert audit == [(4, 4, rej[-1][1].removeprefix("file not loaded: "))]

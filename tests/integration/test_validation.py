@@ -384,7 +384,9 @@ def test_the_real_cmc_files_validate_without_fail(
     assert {r.check_name.rsplit(".", 1)[1] for r in report.results if r.severity == "WARN"} <= {
         "incomplete_bars"
     }
-    assert elapsed < 3.0 * len(assets), f"validation took {elapsed:.1f}s"
+    # a generous guard against a pathological slowdown (a lost index, a per-row query), not a
+    # benchmark: the real figure is measured by `make bench` (docs/BENCHMARKS.md)
+    assert elapsed < 30.0 * len(assets), f"validation took {elapsed:.1f}s"
     btc = _by_name(report, 1)
     assert btc["bars_1d.gaps"].severity == "PASS"
     assert btc["bars.multi_tf.ohlcv_matches_1d"].details["checked"] > 300

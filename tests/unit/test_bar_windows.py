@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -215,3 +215,99 @@ def test_windows_contain_their_days_and_tile_the_calendar(
     i = int(ok.argmax()) if ok.any() else None
     if i is not None:
         assert window_containing(days[i], t, f) == (seq[0], start[0], end[0])
+
+
+# --- an independent oracle: BARS.md's rules spelled out with datetime.date, day by day ----------
+_UNIT_START = {
+    "D": lambda d: True,
+    "W": None,  # depends on the scheme: Sunday (US) or Monday (ISO)
+    "M": lambda d: d.day == 1,
+    "Y": lambda d: d.month == 1 and d.day == 1,
+}
+
+
+def _is_unit_start(d: date, t: Timeframe) -> bool:
+    if t.base_unit == "W":
+        return d.weekday() == (6 if t.calendar_scheme == "US" else 0)
+    return bool(_UNIT_START[t.base_unit](d))  # type: ignore[operator]
+
+
+def _add_units(d: date, t: Timeframe, n: int) -> date:
+    """``d`` (a unit start) moved ``n`` units forward, by calendar arithmetic."""
+    if t.base_unit == "D":
+        return d + timedelta(days=n)
+    if t.base_unit == "W":
+        return d + timedelta(weeks=n)
+    if t.base_unit == "M":
+        y, m = divmod(d.month - 1 + n, 12)
+        return date(d.year + y, m + 1, 1)
+    return date(d.year + n, 1, 1)
+
+
+def _oracle_rolling_or_calendar(days: list[date], t: Timeframe, first: date) -> list[tuple[int, date, date] | None]:
+    """Walk forward from ``first`` to the first unit start, then lay bars of ``tf_qty`` units
+    end to end; each day gets the bar it falls in (None before the first bar)."""
+    start = first
+    while not _is_unit_start(start, t):
+        start += timedelta(days=1)
+    bars = []
+    seq = 1
+    while start <= days[-1]:
+        nxt = _add_units(start, t, t.tf_qty)
+        bars.append((seq, start, nxt - timedelta(days=1)))
+        start, seq = nxt, seq + 1
+    out: list[tuple[int, date, date] | None] = []
+    for d in days:
+        out.append(next((b for b in bars if b[1] <= d <= b[2]), None))
+    return out
+
+
+def _oracle_anchor(d: date, t: Timeframe) -> tuple[int, date, date]:
+    """BARS.md's fixed grid: N-week blocks counted from the epoch week, N-month blocks that
+    restart every January (the last one cut at Dec 31), N-year blocks of year // N."""
+    n = t.tf_qty
+    if t.base_unit == "W":
+        epoch = date(1970, 1, 4) if t.calendar_scheme == "US" else date(1970, 1, 5)
+        start = d
+        while (start - epoch).days % (7 * n):  # step back to the block's first day
+            start -= timedelta(days=1)
+        return (start - epoch).days // (7 * n), start, start + timedelta(days=7 * n - 1)
+    if t.base_unit == "M":
+        block = (d.month - 1) // n
+        start = date(d.year, block * n + 1, 1)
+        end = min(_add_units(start, t, n), date(d.year + 1, 1, 1)) - timedelta(days=1)
+        return d.year * -(-12 // n) + block, start, end
+    start = date(d.year - d.year % n, 1, 1)
+    return d.year // n, start, date(start.year + n, 1, 1) - timedelta(days=1)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    tf=st.sampled_from(sorted(TF)),
+    first=st.dates(date(2009, 1, 1), date(2030, 12, 31)),
+    offset=st.integers(0, 400),
+    length=st.integers(1, 500),
+    probe=st.integers(0, 10**6),
+)
+def test_windows_match_a_brute_force_calendar_oracle(
+    tf: str, first: date, offset: int, length: int, probe: int
+) -> None:
+    """assign_windows and window_containing against an oracle that shares no code with them."""
+    t = TF[tf]
+    days = [first + timedelta(days=offset + i) for i in range(length)]
+    w = assign_windows(np.array(days, dtype="datetime64[D]"), t, D(first, "D"))
+    got = [None if s == -1 else (int(s), a.astype(date), b.astype(date))
+           for s, a, b in zip(w.bar_seq, w.win_start, w.win_end, strict=True)]
+    if t.roll_policy == "calendar_anchor":
+        want = [_oracle_anchor(d, t) for d in days]
+    else:
+        want = _oracle_rolling_or_calendar(days, t, first)
+    assert got == want
+    day = days[probe % length]
+    seq, start, end = window_containing(D(day, "D"), t, D(first, "D"))
+    expected = want[probe % length]
+    if expected is None:  # before the first full period: window_containing gives the first bar
+        expected = next(b for b in _oracle_rolling_or_calendar(
+            [first + timedelta(days=k) for k in range(800)], t, first) if b is not None)
+        assert expected[0] == 1
+    assert (int(seq), start.astype(date), end.astype(date)) == expected

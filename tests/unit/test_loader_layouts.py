@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ta_lab2.assets import AssetRef, Registry, UnknownAsset, name_from_filename, parse_map, seed_registry
-from ta_lab2.loader import SOURCE_COLUMNS, iter_file, iter_lines, parse_file, parse_text
+from ta_lab2.loader import SOURCE_COLUMNS, iter_file, iter_lines, merge, parse_file, parse_text
 from tests.support.cmc_export import COLUMNS_12, COLUMNS_13, export_records, export_text, percoin_rows
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "cmc"
@@ -147,15 +147,60 @@ def test_a_cmc_map_json_and_a_csv_register_assets() -> None:
         parse_map('{"data": [{"name": "x"}]}', "map.json")
 
 
-def test_files_stream_in_chunks_and_duplicates_across_chunks_are_still_caught() -> None:
+def test_files_stream_in_chunks_and_every_row_keeps_its_line_for_the_duplicate_check() -> None:
+    """Chunks count lines (rows + problems); a second line for the same day in a later chunk
+    is still a row here, with its line number: the load path rejects it in SQL across chunks
+    (tests/integration/test_loader.py::test_a_duplicate_day_in_a_later_chunk_is_rejected_and_the_first_kept)."""
     records = export_records(percoin_rows("coin_Bitcoin.csv", 25))
     lines = export_text(records, newest_first=False).splitlines()
+    lines.insert(5, "broken")
     lines.append(lines[3])  # the same day again, in a later chunk
     chunks = list(iter_lines(lines, BTC_EXPORT, chunk_rows=10))
-    assert [len(c.rows) for c in chunks] == [10, 10, 5]
-    assert [str(p) for c in chunks for p in c.problems] == [
-        f"{BTC_EXPORT}:27: duplicate timestamp {records[2]['timestamp'][:10]} 23:59:59.999000+00:00 "
-        "(first seen on line 4; kept)"]
+    assert [(len(c.rows), len(c.problems), c.lines_read) for c in chunks] == [(9, 1, 10), (10, 0, 10), (7, 0, 7)]
+    assert [n for n, _ in chunks[0].lines] == [2, 3, 4, 5, 7, 8, 9, 10, 11]
+    assert chunks[2].lines[-1] == (28, lines[3])
+    assert [c.asset for c in chunks] == [chunks[0].asset] * 3
+
+
+def test_a_refused_file_read_for_loading_accounts_for_every_line() -> None:
+    """strict=False: the refusal travels in the chunks and every non-blank line is a problem."""
+    text = "a,b,c\n1,2,3\n\n4,5,6\n"
+    parsed = merge(iter_lines(text.split("\n"), "x.csv", strict=False))
+    assert parsed.refused is not None and parsed.refused.startswith("unrecognised header 'a,b,c'")
+    assert parsed.rows == [] and parsed.lines_read == 3
+    assert [(p.line_no, p.reason.split(":")[0]) for p in parsed.problems] == [
+        (1, "unrecognised header 'a,b,c'"), (2, "file not loaded"), (4, "file not loaded")]
+    pepe = "Pepe_11_1_2025-3_27_2026_historical_data_coinmarketcap.csv"
+    chunks = list(iter_lines(export_text(RECORDS).splitlines(), pepe, chunk_rows=2, strict=False))
+    assert all(c.refused and c.refused.startswith("unknown asset (file name 'Pepe'") for c in chunks)
+    assert sum(len(c.rows) for c in chunks) == 0 and sum(c.lines_read for c in chunks) == len(RECORDS)
+    assert merge(iter_lines([], "empty.csv", strict=False)).refused == "empty file (no header line)"
+
+
+def test_lines_end_at_lf_only_and_odd_bytes_are_line_problems() -> None:
+    """A form feed or a lone CR inside a line does not start a new line (line numbers are an
+    editor's); an instant past year 9999 in UTC and a NUL byte are problems, not tracebacks."""
+    head, first, second, third = export_text(RECORDS[:3], newest_first=False).split("\n")[:4]
+    text = "\n".join([head, first + "\x0c", second.replace(";", ";\r", 1),
+                      third.replace(RECORDS[2]["timestamp"], "9999-12-31T23:59:59-01:00"),
+                      first.replace('"2781"', '"27\x0081"')])
+    parsed = parse_text(text, BTC_EXPORT)
+    assert [p.line_no for p in parsed.problems] == [3, 4, 5]
+    assert parsed.problems[0].reason.startswith("unreadable line (new-line character seen in unquoted field")
+    assert [p.reason for p in parsed.problems[1:]] == [
+        "column timeClose: '9999-12-31T23:59:59-01:00' is past year 9999 in UTC", "contains a NUL byte"]
+    assert [n for n, _ in parsed.lines] == [2]
+
+
+def test_a_file_holds_one_asset() -> None:
+    """A row naming another coin than the file's first row is a problem, never loaded as the
+    file's coin (the per-coin CSV's Symbol, the export's name)."""
+    head, first, second = export_text(RECORDS[:2], newest_first=False).split("\n")[:3]
+    parsed = parse_text("\n".join([head.replace('"name"', '"Name"'), first.replace('"2781"', '"SYN9"'),
+                                   second.replace('"2781"', '"SYN10"')]), "synth.csv")
+    assert {r[0] for r in parsed.rows} == {9}
+    assert [(p.line_no, p.reason) for p in parsed.problems] == [
+        (3, "name 'SYN10' differs from the file's 'SYN9' (a file holds one asset)")]
 
 
 def test_the_loader_reads_lines_as_it_goes() -> None:

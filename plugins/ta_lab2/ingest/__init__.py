@@ -1,9 +1,10 @@
 """Bring new candles in: the inbox of dropped files, then the CoinMarketCap API.
 
 ``run_ingest`` is what the DAG's first task (``ingest``) and ``python -m ta_lab2 ingest``
-call. Both sources land through the loader's upsert (:func:`ta_lab2.store.source.upsert_chunks`)
-with the same line-level rejects as ``load``. With neither source configured it is a logged
-no-op. See docs/operations/DAILY_REFRESH.md "Ingest".
+call. Both sources land through the loader's one load path
+(:func:`ta_lab2.store.source.upsert_chunks`) with the same line-level rejects, duplicate
+handling, one transaction per file and ``cmc_load_audit`` accounting as ``load``. With
+neither source configured it is a logged no-op. See docs/operations/DAILY_REFRESH.md "Ingest".
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class IngestResult:
     notes: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # API failures that survived the retries
     dry_run: bool = False
+    load_id: str | None = None  # cmc_load_audit.load_id of this run's files and API answers
 
     def add_counts(self, counts: Any) -> None:
         self.inserted += counts.inserted
@@ -85,8 +87,9 @@ def run_ingest(url: str, *, as_of: datetime, ids: list[int] | None = None, dry_r
     from ta_lab2.ingest import cmc_api
     from ta_lab2.ingest import inbox as inbox_mod
     from ta_lab2.store import db, schema
+    from ta_lab2.store.source import new_load_id
 
-    result = IngestResult(dry_run=dry_run)
+    result = IngestResult(dry_run=dry_run, load_id=None if dry_run else new_load_id("ingest"))
     location = inbox if inbox is not None else inbox_location()
     if not location and api is None:
         log.info("ingest: no inbox (TA_LAB2_INBOX) and no CoinMarketCap API (connection cmc_api / "

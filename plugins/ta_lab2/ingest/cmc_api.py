@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
-from ta_lab2.loader import LineProblem, ParsedFile
+from ta_lab2.loader import LineProblem, ParsedFile, ProblemReport
 
 if TYPE_CHECKING:
     import httpx
@@ -177,6 +177,7 @@ def quotes_to_rows(asset_id: int, name: str, quotes: list[Any], source: str, fir
                                             json.dumps(q, default=str)[:2000]))
             continue
         out.rows.append((asset_id, name, *times, stamp, *values, None, source))
+        out.lines.append((n, json.dumps(q, default=str)[:2000]))
     return out
 
 
@@ -234,8 +235,11 @@ def fetch_missing(url: str, cfg: ApiConfig, result: IngestResult, *, as_of: date
                     src = f"cmc_api:{PATH}?id={asset}&time_start={first}&time_end={last}"
                     parsed = quotes_to_rows(asset, names[asset], entry["quotes"], src, first, last)
                     parsed.symbols[asset] = ("", names[asset])
-                    with db.transaction(url) as conn:
-                        counts = source.upsert_parsed(conn, parsed)
+                    report = ProblemReport(lambda text: log.warning("CoinMarketCap API: %s", text))
+                    with db.transaction(url) as conn:  # the same path as a file: rejects, duplicates, audit
+                        counts = source.upsert_parsed(conn, parsed, load_id=result.load_id, on_problem=report)
+                    report.finish()
+                    log.info("CoinMarketCap API: %s", counts.line(src))
                     result.add_counts(counts)
                     result.days_fetched += len(parsed.rows)
     finally:

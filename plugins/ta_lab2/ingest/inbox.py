@@ -8,7 +8,8 @@ The location is a local folder (``/data/inbox``) or any ``airflow.sdk.ObjectStor
 transaction together with its ``source_files`` row, and reported as *changed* when another
 content was loaded from the same location before. Files are never moved. A file whose
 header or asset cannot be resolved is refused with one line and retried on the next run
-(it is not recorded), so ``assets import`` followed by the next run loads it.
+(it is not recorded in ``source_files``; its lines and accounting are in ``cmc_load_rejects``
+and ``cmc_load_audit`` like any load), so ``assets import`` followed by the next run loads it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ta_lab2.assets import Registry, UnknownAsset
+from ta_lab2.assets import Registry
 
 if TYPE_CHECKING:
     from ta_lab2.ingest import IngestResult
@@ -90,28 +91,34 @@ def load_inbox(url: str, location: str, result: IngestResult, *, ids: list[int] 
 
 def _load_one(url: str, path: Any, where: str, sha: str, size: int, registry: Registry,
               ids: list[int] | None, result: IngestResult) -> bool:
-    from ta_lab2.loader import iter_file
+    """Load one new inbox file through the loader's one path (``store.source.upsert_chunks``:
+    one transaction, rejects with line numbers, duplicates in SQL, ``cmc_load_audit``).
+    A refused file (bad header, unknown asset) is accounted there but not recorded in
+    ``source_files``, so it is retried on the next run."""
+    from ta_lab2.loader import ProblemReport, iter_file
     from ta_lab2.store import db, io, source, sqlfiles
 
-    try:
-        chunks = iter_file(path, None, registry)
-        first = next(chunks)
-    except (UnknownAsset, ValueError, UnicodeDecodeError) as exc:
-        result.files_refused.append(f"{path.name}: {exc}")
-        log.warning("inbox: refused %s: %s", where, exc)
-        return False
+    chunks = iter_file(path, None, registry, strict=False)
+    first = next(chunks)  # the asset (for --ids) is known once the first chunk is parsed
     asset = first.asset
     if ids is not None and asset is not None and asset.id not in ids:
         result.files_deferred.append(path.name)
         return False
+    report = ProblemReport(lambda text: log.warning("inbox: %s", text))
     with db.transaction(url) as conn:
         io.advisory_xact_lock(conn, "source_file", sha)
-        counts = source.upsert_chunks(conn, itertools.chain([first], chunks))
-        conn.execute(sqlfiles.load("queries/source_files_put"),
-                     {"sha256": sha, "location": where, "file_name": path.name, "size_bytes": size,
-                      "asset_id": asset.id if asset else None, "rows_inserted": counts.inserted,
-                      "rows_updated": counts.updated, "rows_rejected": counts.rejected})
+        counts = source.upsert_chunks(conn, itertools.chain([first], chunks), load_id=result.load_id,
+                                      on_problem=report)
+        if not counts.refused:
+            conn.execute(sqlfiles.load("queries/source_files_put"),
+                         {"sha256": sha, "location": where, "file_name": path.name, "size_bytes": size,
+                          "asset_id": asset.id if asset else None, "rows_inserted": counts.inserted,
+                          "rows_updated": counts.updated, "rows_rejected": counts.rejected})
+    report.finish()
+    if counts.refused:
+        result.files_refused.append(f"{path.name}: {counts.refused}")
+        log.warning("inbox: refused %s: %s", where, counts.refused)
+        return False
     result.add_counts(counts)
-    log.info("inbox: loaded %s (asset %s): inserted %d, updated %d, unchanged %d, rejected %d", where,
-             asset.id if asset else "?", counts.inserted, counts.updated, counts.unchanged, counts.rejected)
+    log.info("inbox: loaded %s (asset %s): %s", where, asset.id if asset else "?", counts.line(path.name))
     return True
