@@ -176,3 +176,31 @@ def test_with_ids_only_their_files_load_and_the_others_wait(env: Path, capsys: p
     code, out = _ingest(capsys)
     assert "files loaded 1 (changed 0, unchanged 1, refused 0)" in out
     assert sorted(_q("SELECT DISTINCT id FROM cmc_price_histories7")) == [(5426,), (5994,)]
+
+
+def test_inbox_and_api_land_through_the_load_path_rejects_duplicates_and_audit(
+        env: Path, cmc: FakeCmc, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> None:
+    """An inbox file's bad line and second line for a day are rejects with their line numbers
+    (duplicates found in SQL), the API's malformed quote too; every file and API answer has
+    its balanced cmc_load_audit row under the run's load id."""
+    lines = (FIXTURES / SOLANA).read_text().splitlines()
+    (env / SOLANA).write_text("\n".join([*lines[:3], '"2026-03-25";"broken"', lines[2].replace('"0.6', '"0.7', 1),
+                                         *lines[3:]]) + "\n")
+    cmc.malformed.add((5426, date(2026, 3, 28)))
+    with caplog.at_level("WARNING", logger="ta_lab2.ingest"):
+        code, out = _ingest(capsys)
+    assert code == 0, out
+    assert "rows inserted 147, updated 0, rejected 3" in out
+    assert _q("SELECT source_file, line_no, split_part(reason, ' (', 1) FROM cmc_load_rejects ORDER BY 1, 2") == [
+        (SOLANA, 4, "expected 13 fields, found 2"),
+        (SOLANA, 5, "duplicate timestamp 2026-03-26 23:59:59.999+00:00"),
+        ("cmc_api:/v2/cryptocurrency/ohlcv/historical?id=5426&time_start=2026-03-28&time_end=2026-03-28", 1,
+         "quote 1: KeyError: 'quote'")]
+    audit = _q("SELECT load_id, source_file, lines_read, inserted, unchanged, rejected, refused FROM cmc_load_audit "
+               "ORDER BY source_file")
+    assert {a[0] for a in audit} == {next(iter({a[0] for a in audit}))} and audit[0][0].startswith("ingest__")
+    assert [a[1:] for a in audit] == [
+        (SOLANA, 149, 147, 0, 2, None),
+        ("cmc_api:/v2/cryptocurrency/ohlcv/historical?id=5426&time_start=2026-03-28&time_end=2026-03-28",
+         1, 0, 0, 1, None)]
+    assert f"rejected {SOLANA}:4: expected 13 fields, found 2" in caplog.text
