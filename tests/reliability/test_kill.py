@@ -58,6 +58,30 @@ def test_twenty_random_sigkills_of_a_refresh_then_a_rerun_equal_a_clean_build(
     assert diff_snapshots(snapshot(loaded_db), clean_build.tables) == []
 
 
+def _kill_mid_load(url: str, argv: list[str], delay: float) -> int | None:
+    """Start a load, SIGKILL it ``delay`` s after its file transaction began staging rows (seen
+    from outside: its session runs a COPY); None when killed, else its exit code. A fixed delay
+    from start-up lands mid-load only on a slow machine: a 40,000-line load takes ~1 s."""
+    dbname = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    proc = start_cli(url, *argv)
+    deadline = time.monotonic() + 60
+    with psycopg.connect(url, autocommit=True) as conn:
+        while proc.poll() is None and time.monotonic() < deadline:
+            if conn.execute("SELECT 1 FROM pg_stat_activity WHERE datname = %s AND query LIKE 'COPY%%' "
+                            "AND pid <> pg_backend_pid()", (dbname,)).fetchone():
+                break
+            time.sleep(0.01)
+    try:
+        proc.wait(timeout=delay)
+        out, err = proc.communicate()
+        assert_no_traceback(out, err)
+        return proc.returncode
+    except Exception:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        return None
+
+
 def _source_count(url: str, asset: int) -> tuple[int, int]:
     with psycopg.connect(url) as conn:
         rows = conn.execute("SELECT count(*) FROM cmc_price_histories7 WHERE id = %s", (asset,)).fetchone()
@@ -87,7 +111,7 @@ def test_a_killed_load_leaves_its_file_all_or_nothing_and_the_next_load_complete
         rng = random.Random(7)
         outcomes = []
         for _ in range(5):
-            code = _kill_after(url, ["load", "--id", "9199", str(path)], rng.uniform(1.0, 4.0))
+            code = _kill_mid_load(url, ["load", "--id", "9199", str(path)], rng.uniform(0.0, 1.0))
             rows, audits = _source_count(url, 9199)
             assert rows in (0, n), rows  # all or nothing
             assert (rows == n) == (audits > 0)  # the audit row commits with the rows

@@ -8,8 +8,22 @@
 -- The built-in seed of well-known CoinMarketCap ids (ta_lab2.assets.SEED) is applied right
 -- after the numbered files by ta_lab2.store.schema (queries/assets_seed.sql): seeded rows have
 -- no data (first_seen NULL), so `ids = all` ("active assets with data") skips them.
-ALTER TABLE cmc_price_histories7 ADD COLUMN IF NOT EXISTS circulating_supply double precision;
-ALTER TABLE dim_assets ADD COLUMN IF NOT EXISTS slug text;
+-- The columns are added only when missing: ALTER TABLE takes an ACCESS EXCLUSIVE lock even when
+-- IF NOT EXISTS makes it a no-op, and every command applies the schema first, so a refresh
+-- starting while a load holds the source table would deadlock with it
+-- (tests/reliability/test_concurrency.py::test_a_refresh_racing_a_load_of_revisions_converges).
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'cmc_price_histories7'::regclass
+                   AND attname = 'circulating_supply' AND NOT attisdropped) THEN
+        ALTER TABLE cmc_price_histories7 ADD COLUMN circulating_supply double precision;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'dim_assets'::regclass
+                   AND attname = 'slug' AND NOT attisdropped) THEN
+        ALTER TABLE dim_assets ADD COLUMN slug text;
+    END IF;
+END
+$$;
 
 CREATE TABLE IF NOT EXISTS source_files (
     sha256        text PRIMARY KEY,
