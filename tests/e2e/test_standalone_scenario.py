@@ -244,12 +244,19 @@ def _assert_emas_present(url: str, asset: int) -> None:
             assert n and n[0] > 0, f"no {table} rows for the resumed asset {asset}"
 
 
-def _assert_labelled(af: StandaloneAirflow, run_id: str, batches: list[list[int]]) -> None:
+def _symbols(wh: str) -> dict[int, str]:
+    """The registry's symbols: the labels name them (a seeded id such as 1 keeps its seed symbol, BTC)."""
+    with db.connect(wh) as conn:
+        return {int(i): str(s) for i, s in conn.execute("SELECT id, symbol FROM dim_assets").fetchall()}
+
+
+def _assert_labelled(af: StandaloneAirflow, wh: str, run_id: str, batches: list[list[int]]) -> None:
     """Every mapped task instance that ran names its asset (``rendered_map_index``)."""
     ran = [t for t in af.task_instances(run_id) if t["map_index"] >= 0 and t["state"] in ("success", "failed")]
     assert ran
+    symbols = _symbols(wh)
     wrong = {(t["task_id"], t["map_index"]): t["rendered_map_index"] for t in ran
-             if t["rendered_map_index"] != ", ".join(f"A{a}" for a in batches[t["map_index"]])}
+             if t["rendered_map_index"] != ", ".join(symbols[a] for a in batches[t["map_index"]])}
     assert not wrong, wrong
 
 
@@ -322,7 +329,7 @@ def test_poisoned_asset_fails_alone_alerts_and_clearing_only_failed_on_the_run_r
         assert tis[("summary", -1)]["state"] == "failed"
         _assert_audit(wh, run_id, "failed", len(ids) - 1, 1)
         _assert_failure_alerts(telegram, run_id, bad)
-        _assert_labelled(af, run_id, batches)
+        _assert_labelled(af, wh, run_id, batches)
 
     # fix the source (the same timestamps, good values); clear the RUN with "only failed"
     load_rows(wh, POISONED, clean[POISONED])
@@ -350,7 +357,7 @@ def test_poisoned_asset_fails_alone_alerts_and_clearing_only_failed_on_the_run_r
         assert after[("summary", -1)]["start_date"] > last_asset_end
         assert after[("asset.bars.1d", bad)]["try_number"] == 2
         _assert_audit(wh, run_id, "success", len(ids), 0)
-        _assert_labelled(af, run_id, batches)
+        _assert_labelled(af, wh, run_id, batches)
 
     # the resumed asset (and the others) equal one clean CLI refresh at the run's as-of
     _cli_refresh(ref, ids, _as_of(af.dag_run(run_id)))
@@ -431,7 +438,8 @@ def failed_for_whole_clear(airflow: StandaloneAirflow, databases: dict[str, str]
 
 
 def test_screenshots_show_the_failed_asset_its_label_and_the_trigger_form(
-        airflow: StandaloneAirflow, failed_for_whole_clear: dict[str, Any], tmp_path: Path) -> None:
+        airflow: StandaloneAirflow, failed_for_whole_clear: dict[str, Any], databases: dict[str, str],
+        tmp_path: Path) -> None:
     from ta_lab2.screenshots import take_screenshots
 
     run_id, asset = failed_for_whole_clear["run_id"], failed_for_whole_clear["asset"]
@@ -447,7 +455,8 @@ def test_screenshots_show_the_failed_asset_its_label_and_the_trigger_form(
     assert run_id in by_name["airflow_run_failed_asset.png"].text and "Failed" in by_name[
         "airflow_run_failed_asset.png"].text
     mapped = by_name["airflow_mapped_instances.png"].text
-    assert f"A{asset}" in mapped and f"A{HEALTHY}" in mapped and "Failed" in mapped, mapped
+    symbols = _symbols(databases["warehouse"])
+    assert symbols[asset] in mapped and symbols[HEALTHY] in mapped and "Failed" in mapped, mapped
     assert "Run Parameters" in by_name["airflow_trigger_form.png"].text
     _step(f"screenshots: {', '.join(sorted(by_name))} ({os.environ.get('TA_LAB2_KEEP_SCREENSHOTS') or tmp_path})")
     keep = os.environ.get("TA_LAB2_KEEP_SCREENSHOTS")  # a folder to keep them in (e.g. docs/img)

@@ -179,7 +179,8 @@ def _expected(url: str) -> dict[int, dict[str, Any]]:
                    (SELECT count(*) FROM cmc_price_bars_1d_rejects r WHERE r.id = a.id)
                    + (SELECT count(*) FROM ema_rejects e WHERE e.id = a.id)
             FROM dim_assets a LEFT JOIN cmc_price_bars_1d b ON b.id = a.id
-            WHERE a.is_active GROUP BY a.id""").fetchall()
+            WHERE a.is_active AND EXISTS (SELECT 1 FROM cmc_price_histories7 h WHERE h.id = a.id)
+            GROUP BY a.id""").fetchall()
     return {r[0]: {"last_day": str(r[1] or ""), "gaps": int(r[2] or 0), "rejects": int(r[3])} for r in rows}
 
 

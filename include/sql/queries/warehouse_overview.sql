@@ -1,4 +1,6 @@
--- warehouse_overview: one row per active asset for the Airflow UI's Warehouse page: its last
+-- warehouse_overview: one row per active asset WITH DATA (the assets `ids = all` refreshes: a
+-- seeded or imported registry row appears once candles for it were loaded) for the Airflow UI's
+-- Warehouse page: its last
 -- 1d day and source watermark, its 1d coverage (first/last day, days present: gaps are the
 -- days between first and last without a bar), its 1d and EMA reject counts, and the status of
 -- every component in the LAST run that touched it (a json object component -> status, and
@@ -32,5 +34,5 @@ FROM dim_assets a
 LEFT JOIN cover c ON c.id = a.id
 LEFT JOIN {state_1d} s ON s.id = a.id
 LEFT JOIN last_run lr ON lr.asset_id = a.id
-WHERE a.is_active
+WHERE a.is_active AND a.first_seen IS NOT NULL
 ORDER BY a.id
