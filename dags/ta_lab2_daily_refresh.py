@@ -61,8 +61,10 @@ PARAMS = {
     "staleness_hours": Param(48, type="number", exclusiveMinimum=0, description="freshness threshold"),
     "validate": Param(True, type="boolean", description="run the validation checks"),
     "alert_on_error": Param(True, type="boolean", description="send Telegram alerts"),
-    "batch_size": Param(1, type="integer", minimum=1, maximum=10_000,
-                        description="assets per mapped task instance (raise it for very large universes)"),
+    "batch_size": Param("auto", oneOf=[{"type": "string", "enum": ["auto"]},
+                                       {"type": "integer", "minimum": 1, "maximum": 10_000}],
+                        description='assets per mapped task instance: "auto" (about 16 instances, at most 250 '
+                                    'assets each) or an integer'),
 }
 
 DEFAULT_ARGS: dict[str, Any] = {
@@ -80,9 +82,13 @@ def _context() -> dict[str, Any]:
 
 
 def component_task(component: str) -> Any:
-    """The task of one bar builder or EMA refresher (task id = the family name)."""
+    """The task of one bar builder or EMA refresher (task id = the family name). Everything
+    after bars.1d runs ``all_done`` and picks the assets whose upstream steps recorded ``ok``
+    (orchestration.runnable): one failed asset never stops its batch-mates."""
+    rule = "all_success" if component == "bars.1d" else "all_done"
 
-    @task(task_id=component.split(".", 1)[1], pool=POOL, doc_md=f"Refresh `{component}` for this batch.")
+    @task(task_id=component.split(".", 1)[1], pool=POOL, trigger_rule=rule,
+          doc_md=f"Refresh `{component}` for this batch.")
     def run(batch: list[int]) -> dict[str, Any]:
         return orchestration.run_component(component, batch, _context())
 
@@ -90,7 +96,7 @@ def component_task(component: str) -> Any:
 
 
 @task.sensor(task_id="freshness", mode="reschedule", poke_interval=SENSOR_POKE_S, timeout=SENSOR_TIMEOUT_S,
-             soft_fail=True, pool=POOL)
+             soft_fail=True, pool=POOL, trigger_rule="all_done")
 def freshness(batch: list[int]) -> Any:
     """OPERATIONS.md §3: fresh ids go on to the EMAs; a stale batch is skipped, not failed."""
     return orchestration.freshness(batch, _context())
@@ -111,7 +117,8 @@ def asset(batch: list[int]) -> None:
     fresh = freshness(batch)
     bars["1d"] >> fresh
     with TaskGroup("emas") as emas_group:
-        emas = {name: component_task(f"emas.{name}")(fresh) for name in EMA_FAMILY_NAMES}
+        emas = {name: component_task(f"emas.{name}")(batch) for name in EMA_FAMILY_NAMES}
+    fresh >> emas_group  # the EMAs read the gate's verdicts from the audit rows
     for name, deps in EMA_BAR_DEPENDENCIES.items():
         for dep in deps:
             bars[dep] >> emas[name]

@@ -61,7 +61,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
-    from ta_lab2.refresh.runner import run_asset
+    from ta_lab2.refresh.runner import CLI_BATCH_SIZE, run_components
 
     components, ids, opts = refresh_options(args)
     url = db.resolve_url()
@@ -74,9 +74,11 @@ def cmd_refresh(args: argparse.Namespace) -> int:
         except RequestError as exc:
             raise UsageError(str(exc)) from None
     results = []
-    for k, asset in enumerate(asset_ids, start=1):
-        results += run_asset(url, asset, components, opts, retries=2)
-        log.info("progress: %d/%d assets done, %d remaining", k, len(asset_ids), len(asset_ids) - k)
+    for k in range(0, len(asset_ids), CLI_BATCH_SIZE):
+        batch = asset_ids[k:k + CLI_BATCH_SIZE]
+        results += run_components(url, batch, components, opts, retries=2)
+        done = k + len(batch)
+        log.info("progress: %d/%d assets done, %d remaining", done, len(asset_ids), len(asset_ids) - done)
     print(format_summary([r.to_dict() for r in results], run_id=opts.run_id, dry_run=opts.dry_run))
     return 1 if any(r.status == "failed" for r in results) else 0
 

@@ -105,6 +105,26 @@ def parse_ids_param(value: Any) -> list[int] | None:
     return ids
 
 
+AUTO_SLOTS = 4  # the ta_lab2_db pool's slots (docs/operations/DAILY_REFRESH.md sizes it)
+AUTO_INSTANCES_PER_SLOT = 4  # mapped instances per slot: stragglers even out, scheduling stays small
+AUTO_MAX_BATCH = 250  # assets per instance at most: a failed instance's redo and its memory stay bounded
+
+
+def batch_size_for(param: int | str, n_assets: int) -> int:
+    """``batch_size`` param -> assets per mapped instance. An integer wins; ``"auto"`` spreads
+    the universe over about AUTO_SLOTS x AUTO_INSTANCES_PER_SLOT instances (16: every slot gets
+    work four times, so one slow batch does not hold the run), never more than AUTO_MAX_BATCH
+    assets each: 10 assets -> 1 each, 1,000 -> 63, 10,000 -> 250 (40 instances)."""
+    if isinstance(param, str):
+        if param.strip().lower() != "auto":
+            raise _fail(f'bad params: batch_size must be "auto" or a positive integer, got {param!r}')
+        target = AUTO_SLOTS * AUTO_INSTANCES_PER_SLOT
+        return max(1, min(AUTO_MAX_BATCH, -(-n_assets // target)))
+    if int(param) < 1:
+        raise _fail(f"bad params: batch_size must be a positive integer, got {param!r}")
+    return int(param)
+
+
 def batches_of(ids: list[int], size: int) -> list[list[int]]:
     return [ids[i:i + size] for i in range(0, len(ids), max(1, size))]
 
@@ -130,29 +150,72 @@ def prepare(context: Context) -> list[list[int]]:
             audit.put_run(conn, {"run_id": opts.run_id, "dag_id": context["dag"].dag_id, "as_of": opts.as_of,
                                  "status": "running", "params": dict(p)})
             conn.commit()
-    batches = batches_of(ids, int(p["batch_size"]))
+    batches = batches_of(ids, batch_size_for(p["batch_size"], len(ids)))
     log.info("run %s as_of %s: %d assets in %d batches; components %s%s", opts.run_id, opts.as_of.isoformat(),
              len(ids), len(batches), components, " (DRY RUN)" if opts.dry_run else "")
     return batches
 
 
+def runnable(url: str, component: str, batch: list[int], components: list[str], opts: RunOptions,
+             gate: bool) -> tuple[list[int], dict[int, str]]:
+    """The assets of ``batch`` this task may run, and why the others may not.
+
+    Inside the mapped group every task after ``bars.1d`` runs ``all_done`` (so a failed asset
+    never stops its batch-mates); this is the per-asset trigger rule in its place: an asset
+    runs when each selected upstream component recorded ``ok`` for it in this run's audit
+    rows and, for an EMA with the gate on (``gate``), its freshness verdict is ``ok``. A dry
+    run records nothing and replays its upstream steps itself: every asset runs.
+    """
+    from ta_lab2.store import audit
+
+    if component == "freshness":
+        needed = [c for c in ("bars.1d",) if c in components]
+    else:
+        from ta_lab2.refresh.runner import upstream_of
+
+        needed = [u for u in upstream_of(component) if u in components]
+    if gate and component.startswith("emas."):
+        needed.append("freshness")
+    if opts.dry_run or not needed:
+        return list(batch), {}
+    with db.connect(url) as conn:
+        status = audit.statuses(conn, opts.run_id, batch, needed)
+    ok, blocked = [], {}
+    for a in batch:
+        bad = [f"{u} {status.get((a, u), 'not run')}" for u in needed if status.get((a, u)) != "ok"]
+        if bad:
+            blocked[a] = ", ".join(bad)
+        else:
+            ok.append(a)
+    return ok, blocked
+
+
 @classified
 def run_component(component: str, batch: list[int], context: Context) -> dict[str, Any]:
-    """Run one component for the assets of one batch; raise if any asset failed."""
-    from ta_lab2.refresh.runner import run_step
+    """Run one component for the assets of one batch (one transaction, redone asset by asset
+    when it fails); the healthy assets commit, then the task fails if any asset failed (so
+    clearing this task instance resumes exactly the failed work)."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from ta_lab2.refresh.runner import run_batch
 
     components, opts = run_options(context)
     if component not in components:
         return {"component": component, "status": "not_selected"}
     url = db.resolve_url(airflow=True)
-    results = []
-    for k, asset in enumerate(batch, start=1):
-        res = run_step(url, component, asset, opts, selected=components)
-        results.append(res)
-        log.info("asset %s %s: %s, %d rows (%s) [%d/%d in batch]", asset, component, res.status,
-                 res.rows_written, res.details.get("mode") or res.details.get("modes"), k, len(batch))
+    ready, blocked = runnable(url, component, batch, components, opts, not context["params"]["skip_stale_check"])
+    for a, why in blocked.items():
+        log.info("asset %s %s: not run (upstream: %s)", a, component, why)
+    if not ready:
+        raise AirflowSkipException(f"{component}: no asset of batch {batch} is ready ({blocked})")
+
+    def progress(res: Any) -> None:
+        log.info("asset %s %s: %s, %d rows in %.2fs (%s)", res.asset_id, component, res.status, res.rows_written,
+                 res.duration_s, res.details.get("mode") or res.details.get("modes"))
         if opts.dry_run:
-            log.info("asset %s %s DRY RUN plan: %s", asset, component, res.details)
+            log.info("asset %s %s DRY RUN plan: %s", res.asset_id, component, res.details)
+
+    results = run_batch(url, component, ready, opts, selected=components, on_result=progress)
     failed = [r for r in results if r.status == "failed"]
     if failed:
         message = "; ".join(f"asset {r.asset_id} {component}: {r.error}" for r in failed)
@@ -160,7 +223,8 @@ def run_component(component: str, batch: list[int], context: Context) -> dict[st
             raise TransientWarehouseError(message)
         corrupt = any(r.details.get("corruption") for r in failed)
         raise _fail(message, "critical" if corrupt else "error")
-    return {"component": component, "assets": batch, "status": "dry_run" if opts.dry_run else "ok",
+    return {"component": component, "assets": ready, "not_run": sorted(blocked),
+            "status": "dry_run" if opts.dry_run else "ok",
             "rows_written": sum(r.rows_written for r in results),
             "results": [{**r.to_dict(), "details": {}} for r in results] if opts.dry_run else []}
 
@@ -180,6 +244,9 @@ def freshness(batch: list[int], context: Context) -> Any:
     if p["skip_stale_check"] or not any(c.startswith("emas.") for c in components):
         return PokeReturnValue(is_done=True, xcom_value=batch)
     url = db.resolve_url(airflow=True)
+    batch, blocked = runnable(url, "freshness", batch, components, opts, gate=False)
+    if not batch:  # every asset's bars.1d failed (this task runs all_done)
+        raise AirflowSkipException(f"freshness: no asset has its 1d bars ({blocked})")
     with db.connect(url) as conn:
         decisions = [fr.check(conn, a, opts.as_of, float(p["staleness_hours"])) for a in batch]
     for d in decisions:

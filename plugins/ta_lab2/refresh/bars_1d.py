@@ -20,8 +20,8 @@ import psycopg
 
 from ta_lab2.bars.daily import DAILY_COLUMNS, build_daily
 from ta_lab2.frames import changed_mask
-from ta_lab2.refresh.context import LOOKBACK_1D, ComponentResult, DataCorruptionError, RunOptions
-from ta_lab2.store import bars1d, io
+from ta_lab2.refresh.context import LOOKBACK_1D, Batch, ComponentResult, DataCorruptionError, RunOptions
+from ta_lab2.store import bars1d
 
 log = logging.getLogger(__name__)
 COMPARE = tuple(c for c in DAILY_COLUMNS if c not in ("id", "tf", "timestamp"))
@@ -56,9 +56,12 @@ def _check_corruption(asset_id: int, bad: int, total: int, opts: RunOptions) -> 
         )
 
 
-def refresh_1d(conn: psycopg.Connection, asset_id: int, opts: RunOptions) -> ComponentResult:
-    io.advisory_xact_lock(conn, "bars.1d", asset_id)
-    io.advisory_xact_lock(conn, "source", asset_id, shared=True)  # no load commits mid-read
+def refresh_1d(batch: Batch, asset_id: int, opts: RunOptions) -> ComponentResult:
+    """Locks: the runner holds ``("source", id)`` shared (no load commits mid-read) and
+    ``("bars.1d", id)`` (:func:`ta_lab2.refresh.runner.locks_for`). Writes go straight to the
+    connection (the step reads back what it wrote only through the batch's reads, which the
+    runner invalidates after this component)."""
+    conn = batch.conn
     state = bars1d.get_state(conn, asset_id)
     cutoff = effective_cutoff(opts.as_of, state, opts.full_rebuild)
     changes = bars1d.source_changes(conn, asset_id, cutoff, state, LOOKBACK_1D)
@@ -121,6 +124,6 @@ def _advance(conn: psycopg.Connection, asset_id: int, state: dict[str, Any] | No
         "last_rejected": result.rejects, "last_filled_times": d.get("filled_times", 0),
         "last_load_ts": changes["max_load_ts"], "rev": rev,
     })
-    log.info("asset %s bars.1d: %s rows written, %s repairs, %s rejects (%s)", asset_id, result.rows_written,
+    log.debug("asset %s bars.1d: %s rows written, %s repairs, %s rejects (%s)", asset_id, result.rows_written,
              result.repairs, result.rejects, d.get("mode"))
     return result

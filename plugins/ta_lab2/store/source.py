@@ -21,8 +21,7 @@ class LoadCounts:
 def upsert_parsed(conn: psycopg.Connection, parsed: ParsedFile) -> LoadCounts:
     """Upsert one parsed file in the caller's transaction. Idempotent: a second load of the
     same file inserts and updates nothing (``load_ts`` moves only when values change)."""
-    for asset in parsed.symbols:
-        io.advisory_xact_lock(conn, "source", asset)
+    io.lock_in_order(conn, [("source", asset, False) for asset in parsed.symbols])
     io.stage_like(conn, "_stage_source", "cmc_price_histories7")
     io.copy_rows(conn, "_stage_source", SOURCE_COLUMNS, parsed.rows)
     flags = [r[0] for r in conn.execute(sqlfiles.load("queries/source_upsert")).fetchall()]
