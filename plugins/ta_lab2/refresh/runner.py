@@ -34,7 +34,7 @@ from typing import Any
 import psycopg
 
 from ta_lab2.refresh.bars_1d import refresh_1d
-from ta_lab2.refresh.bars_snapshot import refresh_snapshot
+from ta_lab2.refresh.bars_snapshot import refresh_snapshots
 from ta_lab2.refresh.context import Batch, ComponentResult, DataCorruptionError, RunOptions
 from ta_lab2.registry import (
     BAR_FAMILIES,
@@ -49,17 +49,33 @@ from ta_lab2.store.batch import BatchReads, BatchWrites
 log = logging.getLogger(__name__)
 CLI_BATCH_SIZE = 100  # assets per CLI batch: one transaction per component, cached reads bounded
 Step = Callable[[Batch, int, RunOptions], ComponentResult]
+BatchStep = Callable[[Batch, list[int], RunOptions], list[ComponentResult]]
 OnResult = Callable[[ComponentResult], None]
 
 
-def _steps() -> dict[str, Step]:
-    steps: dict[str, Step] = {"bars.1d": refresh_1d}
+def _per_asset(step: Step) -> BatchStep:
+    """A step written per asset, run for each asset of the batch (its own seconds each)."""
+
+    def run(batch: Batch, ids: list[int], opts: RunOptions) -> list[ComponentResult]:
+        out = []
+        for a in ids:
+            t0 = time.perf_counter()
+            res = step(batch, a, opts)
+            res.duration_s = time.perf_counter() - t0
+            out.append(res)
+        return out
+
+    return run
+
+
+def _steps() -> dict[str, BatchStep]:
+    steps: dict[str, BatchStep] = {"bars.1d": _per_asset(refresh_1d)}
     for fam in BAR_FAMILIES[1:]:
-        steps[f"bars.{fam.name}"] = partial(refresh_snapshot, family=fam)  # type: ignore[call-arg]
+        steps[f"bars.{fam.name}"] = partial(refresh_snapshots, family=fam)  # type: ignore[call-arg]
     from ta_lab2.refresh.emas import refresh_emas  # EMA step (imports the EMA kernel lazily)
 
     for efam in EMA_FAMILIES:
-        steps[f"emas.{efam.name}"] = partial(refresh_emas, family=efam)  # type: ignore[call-arg]
+        steps[f"emas.{efam.name}"] = _per_asset(partial(refresh_emas, family=efam))  # type: ignore[call-arg]
     return steps
 
 
@@ -253,12 +269,7 @@ def _compute(batch: Batch, chain: list[str], ids: list[int], opts: RunOptions) -
     wet = replace(opts, dry_run=False)
     results: list[ComponentResult] = []
     for comp in chain:
-        results = []
-        for a in ids:
-            t0 = time.perf_counter()
-            res = steps[comp](batch, a, wet)
-            res.duration_s = time.perf_counter() - t0
-            results.append(res)
+        results = steps[comp](batch, ids, wet)
         batch.writes.flush(batch.conn)
         if comp == "bars.1d":
             batch.reads.invalidate()
