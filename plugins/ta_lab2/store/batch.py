@@ -129,7 +129,7 @@ class BatchWrites:
         self.ema_rejects: list[pd.DataFrame] = []
         self.state_deletes: dict[tuple[str, tuple[str, ...]], list[tuple[Any, ...]]] = defaultdict(list)
         self.state_puts: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-        self.statements: dict[str, tuple[sql.Composable, list[dict[str, Any]]]] = {}
+        self.statements: dict[str, tuple[sql.Composed, list[dict[str, Any]]]] = {}
         self.after_rows: list[Callable[[psycopg.Connection], None]] = []
 
     def delete_series(self, table: str, asset_id: int, keys: dict[str, Any], ts_column: str,
@@ -147,7 +147,7 @@ class BatchWrites:
     def delete_state(self, state_table: str, keys: dict[str, Any]) -> None:
         self.state_deletes[(state_table, tuple(keys))].append(tuple(keys.values()))
 
-    def execute(self, key: str, stmt: sql.Composable, params: dict[str, Any]) -> None:
+    def execute(self, key: str, stmt: sql.Composed, params: dict[str, Any]) -> None:
         """``stmt`` (named ``key``) run once per params set (pipelined) after the states."""
         self.statements.setdefault(key, (stmt, []))[1].append(params)
 
@@ -182,7 +182,7 @@ def _delete_keys(conn: psycopg.Connection, table: str, keys: Sequence[str], valu
         return
     cols = list(zip(*values, strict=True))
     types = [_PG_TYPES[type(c[0])] for c in cols]
-    arrays = [sql.SQL("%s::{}[]").format(sql.SQL(t)) for t in types]
+    arrays: list[sql.Composable] = [sql.SQL("%s::{}[]").format(sql.SQL(t)) for t in types]
     names = [sql.Identifier(f"k{i}") for i in range(len(keys))]
     cond = [sql.SQL("t.{} = k.{}").format(sql.Identifier(k), n) for k, n in zip(keys, names, strict=True)]
     params: list[Any] = [list(c) for c in cols]
