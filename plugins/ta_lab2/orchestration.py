@@ -241,7 +241,7 @@ def freshness(batch: list[int], context: Context) -> Any:
 
     from ta_lab2.ops import freshness as fr
     from ta_lab2.refresh.context import ComponentResult
-    from ta_lab2.refresh.runner import record_result
+    from ta_lab2.refresh.records import record_result
 
     components, opts = run_options(context)
     p = context["params"]

@@ -36,6 +36,7 @@ import psycopg
 from ta_lab2.refresh.bars_1d import refresh_1d
 from ta_lab2.refresh.bars_snapshot import refresh_snapshots
 from ta_lab2.refresh.context import Batch, ComponentResult, DataCorruptionError, RunOptions
+from ta_lab2.refresh.records import Session, record_result, record_results
 from ta_lab2.registry import (
     BAR_FAMILIES,
     BAR_FAMILY_NAMES,
@@ -43,8 +44,11 @@ from ta_lab2.registry import (
     EMA_FAMILIES,
     EMA_FAMILY_NAMES,
 )
-from ta_lab2.store import audit, db, io
+from ta_lab2.store import db, io
 from ta_lab2.store.batch import BatchReads, BatchWrites
+
+__all__ = ["Session", "record_result", "record_results", "run_batch", "run_components", "run_step", "run_asset",
+           "plan_components", "upstream_of", "locks_for"]
 
 log = logging.getLogger(__name__)
 CLI_BATCH_SIZE = 100  # assets per CLI batch: one transaction per component, cached reads bounded
@@ -108,40 +112,6 @@ def plan_components(targets: Sequence[str], builders: Sequence[str] | None = Non
     out = [f"bars.{b}" for b in BAR_FAMILY_NAMES if "bars" in targets and (not builders or b in builders)]
     out += [f"emas.{r}" for r in EMA_FAMILY_NAMES if "emas" in targets and (not refreshers or r in refreshers)]
     return out
-
-
-class Session:
-    """A connection (opened on first use, reopened after a failure) and the cached reads of
-    one batch of assets, shared by the components run on it."""
-
-    def __init__(self, url: str, asset_ids: Sequence[int]) -> None:
-        self.url = url
-        self.ids = list(asset_ids)
-        self._conn: psycopg.Connection | None = None
-        self._reads: BatchReads | None = None
-
-    def connection(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = db.connect(self.url)
-            self._reads = None
-        return self._conn
-
-    def reads(self) -> BatchReads:
-        if self._reads is None:
-            self._reads = BatchReads(self.connection(), self.ids)
-        return self._reads
-
-    def reset(self) -> None:
-        """Drop the connection (after an error) and everything read on it."""
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception:  # already broken: nothing to release
-                pass
-        self._conn = None
-        self._reads = None
-
-    close = reset
 
 
 def run_batch(url: str, component: str, asset_ids: Sequence[int], opts: RunOptions, *,
@@ -289,26 +259,6 @@ def _share_overhead(results: list[ComponentResult], total_s: float) -> None:
     share = max(0.0, total_s - own) / len(results)
     for r in results:
         r.duration_s = round(r.duration_s + share, 4)
-
-
-def record_results(session: Session, run_id: str, results: Sequence[ComponentResult]) -> None:
-    """Audit rows of a batch in one transaction; an audit failure is logged, never raised."""
-    try:
-        conn = session.connection()
-        audit.put_asset_results(conn, run_id, [r.to_dict() for r in results])
-        conn.commit()
-    except Exception as exc:
-        session.reset()
-        log.warning("%d audit rows of run %s not written: %s", len(results), run_id, exc)
-
-
-def record_result(url: str, run_id: str, result: ComponentResult) -> None:
-    """One audit row in its own transaction; an audit failure is logged, never raised."""
-    sess = Session(url, [result.asset_id])
-    try:
-        record_results(sess, run_id, [result])
-    finally:
-        sess.close()
 
 
 def run_step(url: str, component: str, asset_id: int, opts: RunOptions, *, retries: int = 0,

@@ -14,6 +14,7 @@ one-by-one path because every series of a batch has its own key (asset, tf[, per
 
 from __future__ import annotations
 
+import numbers
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -109,7 +110,10 @@ class BatchReads:
         """The rows ``query_name`` returns for one asset, read for all assets at once."""
         key = (state_table, query_name)
         if key not in self._states:
-            text = sqlfiles.load(f"queries/{query_name}").replace("WHERE id = %(id)s", "WHERE id = ANY(%(ids)s)")
+            one = sqlfiles.load(f"queries/{query_name}")
+            text = one.replace("WHERE id = %(id)s", "WHERE id = ANY(%(ids)s)")
+            if text == one:
+                raise ValueError(f"query {query_name} has no 'WHERE id = %(id)s' to widen to the batch")
             stmt = sql.SQL(text).format(state=sql.Identifier(state_table))  # type: ignore[arg-type]
             by_id: dict[int, list[dict[str, Any]]] = defaultdict(list)
             with self.conn.cursor(row_factory=dict_row) as cur:
@@ -172,7 +176,12 @@ class BatchWrites:
         self.__init__()  # type: ignore[misc]  # empty again: a flush never sends anything twice
 
 
-_PG_TYPES = {int: "bigint", str: "text"}
+def _pg_type(value: Any) -> str:
+    if isinstance(value, numbers.Integral):
+        return "bigint"
+    if isinstance(value, str):
+        return "text"
+    raise TypeError(f"no key type for {value!r}")
 
 
 def _delete_keys(conn: psycopg.Connection, table: str, keys: Sequence[str], values: list[tuple[Any, ...]],
@@ -181,11 +190,11 @@ def _delete_keys(conn: psycopg.Connection, table: str, keys: Sequence[str], valu
     if not values:
         return
     cols = list(zip(*values, strict=True))
-    types = [_PG_TYPES[type(c[0])] for c in cols]
+    types = [_pg_type(c[0]) for c in cols]
     arrays: list[sql.Composable] = [sql.SQL("%s::{}[]").format(sql.SQL(t)) for t in types]
     names = [sql.Identifier(f"k{i}") for i in range(len(keys))]
     cond = [sql.SQL("t.{} = k.{}").format(sql.Identifier(k), n) for k, n in zip(keys, names, strict=True)]
-    params: list[Any] = [list(c) for c in cols]
+    params: list[Any] = [[int(v) if isinstance(v, numbers.Integral) else v for v in c] for c in cols]
     if ts_col is not None and from_ts is not None:
         arrays.append(sql.SQL("%s::timestamptz[]"))
         names.append(sql.Identifier("from_ts"))
