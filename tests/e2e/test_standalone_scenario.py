@@ -6,7 +6,7 @@ Telegram (``tests.support.fake_telegram``) through the ``telegram_default`` conn
 1. Failure isolation and alerts: a manual run over assets 1, 52 and 825 where 825's source is
    poisoned (15 negative closes > max(10, 1%), so ``bars.1d`` raises DataCorruptionError): 1 and
    52 finish with every EMA; 825's other bars, freshness gate and EMAs are ``skipped``
-   (never ran); the run fails; Telegram receives exactly: the CRITICAL task alert (asset 825,
+   (they ran all_done and found nothing ready); the run fails; Telegram receives exactly: the CRITICAL task alert (asset 825,
    bars.1d, run id, try, error, log link), the CRITICAL summary, the summary task's failure and
    the DAG-run failure.
 2. Resume: the source is fixed (good rows upserted over the same timestamps) and ONLY 825's
