@@ -130,6 +130,8 @@ class BatchWrites:
         # (table, key columns, ts column) -> [(asset, *keys, from_ts | None)]
         self.deletes: dict[tuple[str, tuple[str, ...], str], list[tuple[Any, ...]]] = defaultdict(list)
         self.rows: dict[tuple[str, tuple[str, ...]], list[pd.DataFrame]] = defaultdict(list)
+        # (stage, like, columns, upsert query) -> frames: one staged COPY + one upsert each
+        self.upserts: dict[tuple[str, str, tuple[str, ...], str], list[pd.DataFrame]] = defaultdict(list)
         self.ema_rejects: list[pd.DataFrame] = []
         self.state_deletes: dict[tuple[str, tuple[str, ...]], list[tuple[Any, ...]]] = defaultdict(list)
         self.state_puts: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -145,6 +147,11 @@ class BatchWrites:
         if not df.empty:
             self.rows[(table, tuple(columns))].append(df)
 
+    def stage_upsert(self, stage: str, like: str, columns: Sequence[str], df: pd.DataFrame, query_name: str) -> None:
+        """Rows for ``query_name`` (an ``INSERT … SELECT FROM stage ON CONFLICT``)."""
+        if not df.empty:
+            self.upserts[(stage, like, tuple(columns), query_name)].append(df)
+
     def put_state(self, state_table: str, query_name: str, row: dict[str, Any]) -> None:
         self.state_puts[(state_table, query_name)].append(row)
 
@@ -158,6 +165,10 @@ class BatchWrites:
     def flush(self, conn: psycopg.Connection) -> None:
         for (table, keys, ts_col), items in self.deletes.items():
             _delete_keys(conn, table, ("id", *keys), [i[:-1] for i in items], ts_col, [i[-1] for i in items])
+        for (stage, like, columns, query_name), parts in self.upserts.items():
+            io.stage_like(conn, stage, like)
+            io.copy_frame(conn, stage, columns, parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True))
+            conn.execute(sqlfiles.load(f"queries/{query_name}"))
         for (table, columns), parts in self.rows.items():
             io.copy_frame(conn, table, columns, parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True))
         if self.ema_rejects:
@@ -181,6 +192,8 @@ def _pg_type(value: Any) -> str:
         return "bigint"
     if isinstance(value, str):
         return "text"
+    if isinstance(value, datetime):
+        return "timestamptz"
     raise TypeError(f"no key type for {value!r}")
 
 
