@@ -1,7 +1,7 @@
 """A batch of N assets == the same N assets run one by one, bitwise, for every bar, EMA,
 reject and state table (bookkeeping columns aside), over a full build and two incremental
 as-of steps; also when one asset of the batch fails (the batch is redone asset by asset under
-savepoints and the failed asset leaves nothing behind)."""
+savepoints and the failed asset leaves nothing behind). ``on_result`` streams every result once."""
 
 from __future__ import annotations
 
@@ -43,7 +43,9 @@ def test_a_batch_equals_its_assets_run_one_by_one(session_db_url: str, seed: int
     assert start is not None
     for c in CUTS:
         opts = RunOptions(as_of=start + timedelta(days=c), **SMALL_EMA)  # type: ignore[arg-type]
-        batch = run_components(session_db_url, batch_ids, ALL, opts, record=False)
+        streamed: list = []
+        batch = run_components(session_db_url, batch_ids, ALL, opts, record=False, on_result=streamed.append)
+        assert sorted((r.asset_id, r.component) for r in streamed) == sorted((r.asset_id, r.component) for r in batch)
         single = [r for a in single_ids for r in run_asset(session_db_url, a, ALL, opts, record=False)]
         assert [(r.component, r.status, r.rows_written) for r in batch] == \
             [(r.component, r.status, r.rows_written) for r in single]
