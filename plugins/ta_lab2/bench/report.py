@@ -117,6 +117,30 @@ def overhead(ov: dict[str, float]) -> list[str]:
                     "~200 times per run, not once per asset and component.", ""]
 
 
+ANALYSIS = """## What bounds the engine, what was done, what is left
+
+- **Done (issue 10, step 1):** a component runs for a batch of assets in one transaction on one
+  connection: locks for the whole batch in one round trip, one read per kind for the batch (state
+  rows, 1d grids, change feed, bounds), one COPY per output table, set-based deletes of superseded
+  series, one staged upsert for the 1d rows and the EMA rejects, pipelined state upserts, one audit
+  write; the snapshot families build every (asset, tf) series of the batch in ONE vectorised pass
+  (`bars.snapshot.build_snapshots_many`). Connections per asset and component, per-series queries
+  and per-series statements are gone (compare `connection.py(wait)` in the profile: a few seconds).
+- **Full build vs the floor:** compare the full build's CPU seconds (the Python side) with its wall
+  seconds: most of the wall time is Postgres (COPY into tables with their primary keys and
+  indexes, plus the audit and state writes) and, on a shared machine, waiting for a core. The COPY
+  floor is measured into scratch tables that are empty; the refresh writes into tables that grow.
+- **One new day:** the profile shows the remaining cost is per-(asset, timeframe) pandas overhead
+  in the EMA refreshers (`_refresh_tf`, `validate_emas`, frame assembly: ~28 timeframe groups per
+  asset and family) and the per-asset 1d build (`build_daily`, a few dozen pandas calls on a
+  4-row window), plus reading each batch's whole 1d grid (the EMA validation bounds and canonical
+  flags are computed over the full history). Reaching ~20 ms per asset needs the same treatment the
+  snapshot families got: the EMA continuation from state (one new day = `α·x + (1−α)·prev` per
+  series) vectorised across the batch's series, the running validation bounds kept in the state,
+  and `build_daily` over the batch at once.
+"""
+
+
 METHOD = """## Method
 
 - `make bench` → `python -m ta_lab2 bench` → `ta_lab2.bench.engine.run_bench`. Each scale runs in a
@@ -154,4 +178,4 @@ def render(results: Sequence[dict[str, Any]], ov: dict[str, float], total_s: flo
         if "error" not in r:
             body += profile(r)
     body += overhead(ov)
-    return "\n".join(head + body) + "\n" + METHOD
+    return "\n".join(head + body) + "\n" + ANALYSIS + "\n" + METHOD
