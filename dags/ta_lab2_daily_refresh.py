@@ -11,6 +11,9 @@ Shape (see docs/ARCHITECTURE.md for why)::
       bars.1d -> bars.multi_tf, bars.cal_iso, bars.cal_us, bars.cal_anchor_iso, bars.cal_anchor_us
       freshness                              sensor (reschedule, timeout, soft_fail) after bars.1d
       emas.multi_tf, emas.cal, emas.cal_anchor, emas.v2   each after freshness + its bar family
+      (everything after bars.1d is all_done and runs the assets whose upstream steps recorded ok
+      in this run's audit rows, so one bad asset never stops its batch-mates; a task with an
+      asset held back by a failed step fails after committing the others, so a clear resumes it)
       validate                               per-asset checks (none_failed)
     validate_global                          cross-asset checks (none_failed)
     summary                                  table + refresh_runs audit + Telegram (all_done,
@@ -62,9 +65,13 @@ def _context() -> dict[str, Any]:
 
 
 def component_task(component: str) -> Any:
-    """The task of one bar builder or EMA refresher (task id = the family name)."""
+    """The task of one bar builder or EMA refresher (task id = the family name). Everything
+    after bars.1d runs ``all_done`` and picks the assets whose upstream steps recorded ``ok``
+    (orchestration.runnable): one failed asset never stops its batch-mates, and the task still
+    fails for it (after the others committed) so that any clear of the run resumes it."""
+    rule = "all_success" if component == "bars.1d" else "all_done"
 
-    @task(task_id=component.split(".", 1)[1], doc_md=f"Refresh `{component}` for this batch.")
+    @task(task_id=component.split(".", 1)[1], trigger_rule=rule, doc_md=f"Refresh `{component}` for this batch.")
     def run(batch: list[int]) -> dict[str, Any]:
         return orchestration.run_component(component, batch, _context())
 
@@ -72,7 +79,7 @@ def component_task(component: str) -> Any:
 
 
 @task.sensor(task_id="freshness", mode="reschedule", poke_interval=SENSOR_POKE_S, timeout=SENSOR_TIMEOUT_S,
-             soft_fail=True)
+             soft_fail=True, trigger_rule="all_done")
 def freshness(batch: list[int]) -> Any:
     """OPERATIONS.md §3: fresh ids go on to the EMAs; a stale batch is skipped, not failed."""
     return orchestration.freshness(batch, _context())
@@ -93,7 +100,8 @@ def asset(batch: list[int]) -> None:
     fresh = freshness(batch=batch)
     bars["1d"] >> fresh
     with TaskGroup("emas") as emas_group:
-        emas = {name: component_task(f"emas.{name}")(batch=fresh) for name in EMA_FAMILY_NAMES}
+        emas = {name: component_task(f"emas.{name}")(batch=batch) for name in EMA_FAMILY_NAMES}
+    fresh >> emas_group  # the EMAs read the gate's verdicts from the audit rows
     for name, deps in EMA_BAR_DEPENDENCIES.items():
         for dep in deps:
             bars[dep] >> emas[name]

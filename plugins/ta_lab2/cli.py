@@ -220,7 +220,7 @@ def _positive_number(flag: str, text: str, *, integer: bool, maximum: float | No
 
 def refresh_params(args: argparse.Namespace) -> dict[str, Any]:
     """The run's params, in the DAG's shape (``context["params"]``), from the flags."""
-    from ta_lab2.params import RUN_PARAMS, defaults
+    from ta_lab2.params import MAX_BATCH_SIZE, RUN_PARAMS, defaults
 
     params = defaults()
     params["targets"] = _targets(args)
@@ -239,6 +239,10 @@ def refresh_params(args: argparse.Namespace) -> dict[str, Any]:
             params[p.name] = [f"{tf}:{n}" for tf, n in parse_combos(value)]
         elif p.cli == "csv":
             params[p.name] = _csv(value)
+        elif p.name == "batch_size" and value.strip().lower() == "auto":
+            params[p.name] = "auto"
+        elif p.name == "batch_size":
+            params[p.name] = _positive_number(p.flag, value, integer=True, maximum=MAX_BATCH_SIZE)
         elif p.cli in ("number", "integer"):
             params[p.name] = _positive_number(p.flag, value, integer=p.cli == "integer",
                                               maximum=p.schema.get("maximum"))

@@ -4,8 +4,10 @@ The same steps as the DAG (``ta_lab2.orchestration``), on the same library code:
 
 1. prepare: schema, the params checked against the warehouse, a ``refresh_runs`` row;
 2. the components in dependency order (all bar builders, then the EMA refreshers), each over
-   every asset in batches of ``batch_size``; a failed (asset, component) skips that asset's
-   dependants (``skipped``, "upstream failed"), other assets carry on;
+   every asset in batches of ``batch_size`` (``auto``: 100), one transaction per (batch,
+   component) through the set-based engine (``refresh.runner.run_batch``); a failed (asset,
+   component) skips that asset's dependants (``skipped``, "upstream failed"), other assets
+   carry on;
 3. before the first EMA refresher: the freshness gate (``ops/freshness.py``) per asset,
    unless ``skip_stale_check``: a stale asset's EMAs are ``skipped`` with the reason. The CLI
    does not wait: ``wait`` (bars behind the source) skips too, with that reason;
@@ -14,7 +16,7 @@ The same steps as the DAG (``ta_lab2.orchestration``), on the same library code:
    to ``refresh_runs``; a Telegram alert when not clean and ``alert_on_error``.
 
 ``continue_on_error`` (default on): as above. Off: the first failed (asset, component) stops
-the run; everything not yet run is recorded ``not_run`` ("run stopped after ...").
+the run after its batch; everything not yet run is recorded ``not_run`` ("run stopped after ...").
 Exit code: 1 when any asset failed or was not run, or a validation check FAILed; else 0
 (skipped-as-stale assets and WARNs are reported, exit 0). See docs/decisions.md.
 """
@@ -28,7 +30,7 @@ from typing import Any
 from ta_lab2.ops.summary import first_failure
 from ta_lab2.progress import ProgressReporter
 from ta_lab2.refresh.context import ComponentResult, RunOptions
-from ta_lab2.refresh.runner import record_result, run_step, upstream_of
+from ta_lab2.refresh.runner import CLI_BATCH_SIZE, record_result, run_batch, upstream_of
 from ta_lab2.store import db
 
 log = logging.getLogger("ta_lab2.cli")
@@ -68,7 +70,7 @@ def run_components(url: str, asset_ids: Sequence[int], components: Sequence[str]
     results: dict[tuple[int, str], ComponentResult] = {}
     stale: dict[int, str] | None = None
     stopped: str | None = None
-    size = max(1, int(params["batch_size"]))
+    size = CLI_BATCH_SIZE if params["batch_size"] == "auto" else max(1, int(params["batch_size"]))
     batches = [list(asset_ids[i:i + size]) for i in range(0, len(asset_ids), size)]
 
     def emit(res: ComponentResult) -> None:
@@ -84,6 +86,7 @@ def run_components(url: str, asset_ids: Sequence[int], components: Sequence[str]
                      or results[(a, "bars.1d")].status in ("ok", "dry_run")]
             stale = freshness_gate(url, gated, opts, params, components)
         for batch in batches:
+            ready = []
             for asset in batch:
                 if stopped is not None:
                     emit(ComponentResult(asset, comp, status="not_run", error=stopped))
@@ -96,10 +99,13 @@ def run_components(url: str, asset_ids: Sequence[int], components: Sequence[str]
                 elif comp.startswith("emas.") and stale and asset in stale:
                     emit(ComponentResult(asset, comp, status="skipped", error=stale[asset]))
                 else:
-                    res = run_step(url, comp, asset, opts, retries=RETRIES, selected=components)
-                    emit(res)
-                    if res.status == "failed" and not params["continue_on_error"]:
-                        stopped = first_failure([res.to_dict()])
+                    ready.append(asset)
+            # the batch is the unit of work: one transaction per component (redone asset by asset
+            # under savepoints when it fails, so a bad asset fails alone)
+            for res in run_batch(url, comp, ready, opts, retries=RETRIES, selected=components):
+                emit(res)
+                if res.status == "failed" and not params["continue_on_error"] and stopped is None:
+                    stopped = first_failure([res.to_dict()])
     return list(results.values())
 
 

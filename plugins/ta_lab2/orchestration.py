@@ -128,6 +128,26 @@ def publish_symbols(batch: list[int], url: str) -> None:
         log.warning("no symbols for the label of batch %s: %s: %s", batch, type(exc).__name__, exc)
 
 
+AUTO_SLOTS = 4  # task slots assumed busy at once (a 2-core worker's parallelism; the DAG caps at 8)
+AUTO_INSTANCES_PER_SLOT = 4  # mapped instances per slot: stragglers even out, scheduling stays small
+AUTO_MAX_BATCH = 250  # assets per instance at most: a failed instance's redo and its memory stay bounded
+
+
+def batch_size_for(param: int | str, n_assets: int) -> int:
+    """``batch_size`` param -> assets per mapped instance. An integer wins; ``"auto"`` spreads
+    the universe over about AUTO_SLOTS x AUTO_INSTANCES_PER_SLOT instances (16: every slot gets
+    work four times, so one slow batch does not hold the run), never more than AUTO_MAX_BATCH
+    assets each: 10 assets -> 1 each, 1,000 -> 63, 10,000 -> 250 (40 instances)."""
+    if isinstance(param, str):
+        if param.strip().lower() != "auto":
+            raise _fail(f'bad params: batch_size must be "auto" or a positive integer, got {param!r}')
+        target = AUTO_SLOTS * AUTO_INSTANCES_PER_SLOT
+        return max(1, min(AUTO_MAX_BATCH, -(-n_assets // target)))
+    if int(param) < 1:
+        raise _fail(f"bad params: batch_size must be a positive integer, got {param!r}")
+    return int(param)
+
+
 def batches_of(ids: list[int], size: int) -> list[list[int]]:
     return [ids[i:i + size] for i in range(0, len(ids), max(1, size))]
 
@@ -169,16 +189,95 @@ def prepare(context: Context) -> list[list[int]]:
             audit.put_run(conn, {"run_id": opts.run_id, "dag_id": context["dag"].dag_id, "as_of": opts.as_of,
                                  "status": "running", "params": dict(p)})
             conn.commit()
-    batches = batches_of(ids, int(p["batch_size"]))
+    batches = batches_of(ids, batch_size_for(p["batch_size"], len(ids)))
     log.info("run %s as_of %s: %d assets in %d batches; components %s%s", opts.run_id, opts.as_of.isoformat(),
              len(ids), len(batches), components, " (DRY RUN)" if opts.dry_run else "")
     return batches
 
 
+def runnable(url: str, component: str, batch: list[int], components: list[str], opts: RunOptions,
+             gate_hours: float | None) -> tuple[list[int], dict[int, str], list[int]]:
+    """(assets of ``batch`` this task may run, why the others may not, those of them held back
+    by a FAILED upstream step).
+
+    Inside the mapped group every task after ``bars.1d`` runs ``all_done`` (so a failed asset
+    never stops its batch-mates); this is the per-asset trigger rule in its place: an asset
+    runs when each selected upstream component recorded ``ok`` for it in this run's audit rows
+    and, for an EMA with the gate on (``gate_hours`` = staleness_hours), its freshness verdict is
+    ``ok``. An asset the gate task could not judge (its bars had failed then, and a resume
+    cleared only the failed tasks) is judged here, the same way, and its verdict recorded. A
+    stale asset is held back but is not a failure. A dry run records nothing and replays its
+    upstream steps itself: every asset runs.
+    """
+    from ta_lab2.store import audit
+
+    if component == "freshness":
+        needed = [c for c in ("bars.1d",) if c in components]
+    else:
+        from ta_lab2.refresh.runner import upstream_of
+
+        needed = [u for u in upstream_of(component) if u in components]
+    gated = gate_hours is not None and component.startswith("emas.")
+    if opts.dry_run or not (needed or gated):
+        return list(batch), {}, []
+    with db.connect(url) as conn:
+        status = audit.statuses(conn, opts.run_id, batch, [*needed, "freshness"])
+    ok, blocked, failed_up = [], {}, []
+    # the gate itself only drops assets whose 1d step recorded a failure (it judges the bars'
+    # watermark anyway; a missing row is e.g. bars built outside this run)
+    strict = component != "freshness"
+    unjudged = []
+    for a in batch:
+        bad = [f"{u} {status.get((a, u), 'not run')}" for u in needed
+               if status.get((a, u)) != "ok" and (strict or (a, u) in status)]
+        if bad:
+            blocked[a] = "upstream: " + ", ".join(bad)
+            failed_up.append(a)
+        elif gated and (a, "freshness") not in status:
+            unjudged.append(a)
+        elif gated and status[(a, "freshness")] != "ok":
+            blocked[a] = f"freshness {status[(a, 'freshness')]}"
+        else:
+            ok.append(a)
+    if unjudged:
+        assert gate_hours is not None
+        fresh, stale = _judge_freshness(url, unjudged, opts, gate_hours, component)
+        ok = sorted({*ok, *fresh}, key=batch.index)
+        blocked.update(stale)
+    return ok, blocked, failed_up
+
+
+def _judge_freshness(url: str, assets: list[int], opts: RunOptions, hours: float,
+                     by: str) -> tuple[list[int], dict[int, str]]:
+    """The freshness gate for assets the gate task did not judge; verdicts recorded like its own
+    (a bars-behind-the-source ``wait`` is a skip here: the gate task's wait is over)."""
+    from ta_lab2.ops import freshness as fr
+    from ta_lab2.refresh.context import ComponentResult
+    from ta_lab2.refresh.records import record_result
+
+    with db.connect(url) as conn:
+        decisions = [fr.check(conn, a, opts.as_of, hours) for a in assets]
+    fresh, stale = [], {}
+    for d in decisions:
+        if d.decision == "fresh":
+            fresh.append(d.asset_id)
+            res = ComponentResult(d.asset_id, "freshness", status="ok", details={"reason": d.reason, "by": by})
+        else:
+            stale[d.asset_id] = d.skip_message if d.decision == "stale" else f"freshness: {d.reason}"
+            res = ComponentResult(d.asset_id, "freshness", status="skipped", error=stale[d.asset_id])
+        log.info("asset %s freshness (judged by %s): %s (%s)", d.asset_id, by, d.decision, d.reason)
+        record_result(url, opts.run_id, res)
+    return fresh, stale
+
+
 @classified
 def run_component(component: str, batch: list[int], context: Context) -> dict[str, Any]:
-    """Run one component for the assets of one batch; raise if any asset failed."""
-    from ta_lab2.refresh.runner import run_step
+    """Run one component for the assets of one batch (one transaction, redone asset by asset
+    when it fails); the healthy assets commit, then the task fails if any asset failed (so
+    clearing this task instance resumes exactly the failed work)."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from ta_lab2.refresh.runner import run_batch
 
     components, opts = run_options(context)
     url = db.resolve_url(airflow=True)
@@ -187,14 +286,21 @@ def run_component(component: str, batch: list[int], context: Context) -> dict[st
         return {"component": component, "status": "not_selected"}
     if not context["params"].get("continue_on_error", True) and not opts.dry_run:
         _stop_if_failed(url, component, batch, opts)
-    results = []
-    for k, asset in enumerate(batch, start=1):
-        res = run_step(url, component, asset, opts, selected=components)
-        results.append(res)
-        log.info("asset %s %s: %s, %d rows (%s) [%d/%d in batch]", asset, component, res.status,
-                 res.rows_written, res.details.get("mode") or res.details.get("modes"), k, len(batch))
+    p = context["params"]
+    gate = None if p["skip_stale_check"] else float(p["staleness_hours"])
+    ready, blocked, upstream_failed = runnable(url, component, batch, components, opts, gate)
+    for a, why in blocked.items():
+        log.info("asset %s %s: not run (%s)", a, component, why)
+    if not ready and not upstream_failed:
+        raise AirflowSkipException(f"{component}: no asset of batch {batch} is ready ({blocked})")
+
+    def progress(res: Any) -> None:
+        log.info("asset %s %s: %s, %d rows in %.2fs (%s)", res.asset_id, component, res.status, res.rows_written,
+                 res.duration_s, res.details.get("mode") or res.details.get("modes"))
         if opts.dry_run:
-            log.info("asset %s %s DRY RUN plan: %s", asset, component, res.details)
+            log.info("asset %s %s DRY RUN plan: %s", res.asset_id, component, res.details)
+
+    results = run_batch(url, component, ready, opts, selected=components, on_result=progress)
     failed = [r for r in results if r.status == "failed"]
     if failed:
         message = "; ".join(f"asset {r.asset_id} {component}: {r.error}" for r in failed)
@@ -202,7 +308,11 @@ def run_component(component: str, batch: list[int], context: Context) -> dict[st
             raise TransientWarehouseError(message)
         corrupt = any(r.details.get("corruption") for r in failed)
         raise _fail(message, "critical" if corrupt else "error")
-    return {"component": component, "assets": batch, "status": "dry_run" if opts.dry_run else "ok",
+    if upstream_failed:  # the others are done and committed; failed, so any clear of the run resumes it
+        raise _fail(f"{component}: not run for asset(s) {upstream_failed} ("
+                    + "; ".join(f"{a}: {blocked[a]}" for a in upstream_failed) + ")", in_digest=True)
+    return {"component": component, "assets": ready, "not_run": sorted(blocked),
+            "status": "dry_run" if opts.dry_run else "ok",
             "rows_written": sum(r.rows_written for r in results),
             "results": [{**r.to_dict(), "details": {}} for r in results] if opts.dry_run else []}
 
@@ -234,7 +344,7 @@ def freshness(batch: list[int], context: Context) -> Any:
 
     from ta_lab2.ops import freshness as fr
     from ta_lab2.refresh.context import ComponentResult
-    from ta_lab2.refresh.runner import record_result
+    from ta_lab2.refresh.records import record_result
 
     components, opts = run_options(context)
     p = context["params"]
@@ -242,6 +352,9 @@ def freshness(batch: list[int], context: Context) -> Any:
     publish_symbols(batch, url)
     if p["skip_stale_check"] or not any(c.startswith("emas.") for c in components):
         return PokeReturnValue(is_done=True, xcom_value=batch)
+    batch, blocked, _ = runnable(url, "freshness", batch, components, opts, None)
+    if not batch:  # every asset's bars.1d failed (this task runs all_done); the EMA tasks judge them later
+        raise AirflowSkipException(f"freshness: no asset has its 1d bars ({blocked})")
     with db.connect(url) as conn:
         decisions = [fr.check(conn, a, opts.as_of, float(p["staleness_hours"])) for a in batch]
     for d in decisions:

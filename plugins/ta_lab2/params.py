@@ -24,6 +24,7 @@ from typing import Any
 
 from ta_lab2.registry import BAR_FAMILY_NAMES, EMA_FAMILY_NAMES
 
+MAX_BATCH_SIZE = 10_000
 IDS_PATTERN = r"^\s*(all|\d+(\s*,\s*\d+)*)\s*$"
 CLI_KINDS = ("csv", "ints", "ids", "flag", "toggle", "number", "integer")
 
@@ -91,8 +92,10 @@ RUN_PARAMS: tuple[RunParam, ...] = (
     RunParam("alert_on_error", True, "send Telegram alerts", "toggle", {"type": "boolean"}),
     RunParam("alert_per_task", False, "also alert every failed task and the failed run, not only the run's digest "
              "(the CLI has no tasks: it always sends the one digest)", "flag", {"type": "boolean"}),
-    RunParam("batch_size", 1, "assets per mapped task instance (raise it for very large universes)", "integer",
-             {"type": "integer", "minimum": 1, "maximum": 10_000}, "N"),
+    RunParam("batch_size", "auto", 'assets per mapped task instance: "auto" (about 16 instances of at most 250 '
+             "assets each; the CLI: batches of 100) or an integer", "integer",
+             {"oneOf": [{"type": "string", "enum": ["auto"]},
+                        {"type": "integer", "minimum": 1, "maximum": MAX_BATCH_SIZE}]}, "auto|N"),
 )
 
 PARAM_NAMES: tuple[str, ...] = tuple(p.name for p in RUN_PARAMS)

@@ -27,6 +27,7 @@ START = datetime(2025, 1, 1, tzinfo=UTC)
 DAYS = 90
 RUN_AT = START + timedelta(days=DAYS, hours=6)  # logical date == data-interval end == as-of
 CLEAN, POISONED, STALE = (101, 102), 103, 104
+CLEAN2 = (106, 107)  # batch-mates of the poisoned asset in the batch-of-5 test
 
 
 def _poison(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -45,7 +46,7 @@ def warehouse(pg_server_url: str, airflow_home: Path) -> Any:
 
     with db.connect(url) as conn:
         schema.apply_schema(conn)
-    for a in CLEAN:
+    for a in CLEAN + CLEAN2:
         load_rows(url, a, history(a, DAYS, gap_prob=0.0, start=START))
     load_rows(url, POISONED, _poison(history(POISONED, DAYS, gap_prob=0.0, start=START)))
     load_rows(url, STALE, history(STALE, DAYS - 5, gap_prob=0.0, start=START))
@@ -131,15 +132,19 @@ def test_one_failing_asset_leaves_the_others_finished_and_is_audited(warehouse: 
     want = {0: f"A{CLEAN[0]}", 1: f"id {CLEAN[1]}", 2: f"A{POISONED}"}
     ran = {k: label for k, label in _labels(run_id).items() if ti[k] in ("success", "failed")}
     per_instance = len(BAR_FAMILY_NAMES) + len(EMA_FAMILY_NAMES) + 2  # + freshness, validate
-    assert len(ran) == 2 * per_instance + 1 and ti[("asset.bars.1d", 2)] == "failed", ran
+    # the poisoned instance: bars.1d and every later component ran (all_done) and failed; not the gate
+    held = len(BAR_FAMILY_NAMES) - 1 + len(EMA_FAMILY_NAMES)
+    assert len(ran) == 2 * per_instance + 1 + held and ti[("asset.bars.1d", 2)] == "failed", ran
     assert all(label == want[mi] for (_, mi), label in ran.items()), ran
     idx = {a: ids.index(a) for a in ids}  # map index = position in the resolved (sorted) ids
     for a in CLEAN:
         for task in [f"asset.bars.{b}" for b in BAR_FAMILY_NAMES] + [f"asset.emas.{e}" for e in EMA_FAMILY_NAMES]:
             assert ti[(task, idx[a])] == "success", (a, task)
     assert ti[("asset.bars.1d", idx[POISONED])] == "failed"
+    # all_done + the run's audit rows (orchestration.runnable): nothing of its batch is ready
     for task in [f"asset.bars.{b}" for b in BAR_FAMILY_NAMES[1:]] + [f"asset.emas.{e}" for e in EMA_FAMILY_NAMES]:
-        assert ti[(task, idx[POISONED])] == "upstream_failed", task
+        assert ti[(task, idx[POISONED])] == "failed", task  # held back by its failed bars.1d: a clear resumes it
+    assert ti[("asset.freshness", idx[POISONED])] == "skipped"  # nothing to judge; the EMA tasks judge it on resume
     # none_failed: not validated before the asset is repaired, and "clear only failed" reruns it
     assert ti[("asset.validate", idx[POISONED])] == "upstream_failed"
     assert ti[("summary", -1)] == "failed"
@@ -241,3 +246,31 @@ def test_a_missing_warehouse_connection_fails_prepare_at_once_naming_the_fix(
     line = next(x for x in text.splitlines() if "is not defined: create it" in x)
     assert "'ta_lab2_db'" in line and "airflow connections add ta_lab2_db" in line, line
     assert "Marking task as UP_FOR_RETRY" not in text  # a setup error is not retried
+
+
+def test_a_poisoned_asset_in_a_batch_of_five_fails_alone_and_its_mates_get_their_emas(
+        warehouse: str, dag: Any) -> None:
+    """One mapped instance for five assets: the batch is redone asset by asset under
+    savepoints, bars.1d fails (so clearing it resumes), and the four healthy assets still get
+    every bar family and every EMA family in the same run (the later tasks run all_done); those
+    later tasks fail too, for the poisoned asset alone, so that any clear of the run resumes it."""
+    ids = sorted([*CLEAN, POISONED, *CLEAN2])
+    run_id, state, ti = _run(dag, {"ids": ids, "batch_size": 5}, at=RUN_AT + timedelta(hours=2))
+    assert state == "failed"
+    assert {k for k in ti if k[0] == "asset.bars.1d"} == {("asset.bars.1d", 0)}  # one batch
+    assert ti[("asset.bars.1d", 0)] == "failed"
+    for task in [f"asset.bars.{b}" for b in BAR_FAMILY_NAMES[1:]] + [f"asset.emas.{e}" for e in EMA_FAMILY_NAMES]:
+        assert ti[(task, 0)] == "failed", task  # after committing the four healthy assets
+    with psycopg.connect(warehouse) as conn:
+        audit = {(a, c): s for a, c, s in conn.execute(
+            "SELECT asset_id, component, status FROM refresh_run_assets WHERE run_id = %s", (run_id,)).fetchall()}
+        run = conn.execute("SELECT assets_ok, assets_failed FROM refresh_runs WHERE run_id = %s", (run_id,)).fetchone()
+    assert audit[(POISONED, "bars.1d")] == "failed"
+    assert not [c for (a, c) in audit if a == POISONED and c != "bars.1d" and audit[(a, c)] == "ok"]
+    for a in (*CLEAN, *CLEAN2):
+        for comp in [f"bars.{b}" for b in BAR_FAMILY_NAMES] + [f"emas.{e}" for e in EMA_FAMILY_NAMES]:
+            assert audit[(a, comp)] == "ok", (a, comp)
+    for a in CLEAN2:  # first built in this run
+        assert _count(warehouse, "SELECT count(*) FROM cmc_price_bars_1d WHERE id = %s", a) == DAYS
+        assert _count(warehouse, "SELECT count(*) FROM cmc_ema_multi_tf_v2 WHERE id = %s", a) > 0
+    assert run is not None and run == (4, 1)

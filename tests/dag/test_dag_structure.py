@@ -124,7 +124,12 @@ def test_trigger_rules_retries_and_sensor(dag) -> None:  # type: ignore[no-untyp
         assert dag.get_task(tid).trigger_rule == "none_failed"
     assert dag.get_task("summary").trigger_rule == "all_done"
     assert dag.get_task("publish").trigger_rule == "all_done"
+    # after bars.1d everything runs all_done and picks its ready assets from the audit rows
+    assert dag.get_task("asset.bars.1d").trigger_rule == "all_success"
+    for tid in [f"asset.bars.{b}" for b in BAR_FAMILY_NAMES[1:]] + [f"asset.emas.{e}" for e in EMA_FAMILY_NAMES]:
+        assert dag.get_task(tid).trigger_rule == "all_done", tid
     sensor = dag.get_task("asset.freshness")
+    assert sensor.trigger_rule == "all_done"
     assert sensor.mode == "reschedule" and sensor.soft_fail is True
     assert 0 < sensor.timeout <= 6 * 3600
 
@@ -136,13 +141,14 @@ def test_params_defaults_match_operations_md(dag) -> None:  # type: ignore[no-un
     assert p["tfs"] == [] and p["periods"] == [] and p["tf_period_combos"] == []
     assert (p["full_rebuild"], p["dry_run"], p["skip_stale_check"]) == (False, False, False)
     assert p["staleness_hours"] == 48 and p["validate"] is True and p["alert_on_error"] is True
-    assert p["batch_size"] == 1
+    assert p["batch_size"] == "auto"  # orchestration.batch_size_for
 
 
 @pytest.mark.parametrize("conf", [
     {"targets": []}, {"targets": ["bars", "prices"]}, {"ids": "1;52"}, {"ids": [0]}, {"ids": []},
     {"builders": ["1d", "weekly"]}, {"refreshers": ["v3"]}, {"periods": [0]}, {"periods": ["ten"]},
-    {"tf_period_combos": ["7D-10"]}, {"staleness_hours": 0}, {"batch_size": 0}, {"dry_run": "yes"},
+    {"tf_period_combos": ["7D-10"]}, {"staleness_hours": 0}, {"batch_size": 0}, {"batch_size": "big"},
+    {"dry_run": "yes"},
 ])
 def test_trigger_form_rejects_bad_params(dag, conf: dict) -> None:  # type: ignore[no-untyped-def]
     from airflow.sdk.exceptions import ParamValidationError
@@ -155,7 +161,8 @@ def test_trigger_form_rejects_bad_params(dag, conf: dict) -> None:  # type: igno
 
 
 @pytest.mark.parametrize("conf", [{"ids": "1, 52"}, {"ids": [1, 52]}, {"targets": ["emas"], "periods": [10, 20]},
-                                  {"tf_period_combos": ["7D:10", "1M_CAL:20"]}, {"batch_size": 25}])
+                                  {"tf_period_combos": ["7D:10", "1M_CAL:20"]}, {"batch_size": 25},
+                                  {"batch_size": "auto"}])
 def test_trigger_form_accepts_good_params(dag, conf: dict) -> None:  # type: ignore[no-untyped-def]
     params = copy.deepcopy(dag.params)
     for key, value in conf.items():

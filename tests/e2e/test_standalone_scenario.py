@@ -11,7 +11,8 @@ connection, which the launcher forwards from the environment.
    running instance; no pool exists (and every run below succeeds without one).
 2. Failure isolation, alerts, labels and the UI's "Clear only failed tasks" on the RUN: assets
    1, 52, 825 where 825's source is poisoned (``bars.1d`` raises DataCorruptionError): 1 and 52
-   finish, 825's other tasks and its validation are ``upstream_failed``; Telegram gets the
+   finish, 825's later components run ``all_done``, hold it back and fail (its gate is skipped,
+   its validation ``upstream_failed``); Telegram gets the
    expected alerts (:func:`_expected_failure_alert_titles`, the one place that pins message
    counts); every mapped instance that ran is labelled with its asset (``rendered_map_index``).
    The source is fixed and the run is cleared with ``only_failed: true, include_downstream:
@@ -321,8 +322,12 @@ def test_poisoned_asset_fails_alone_alerts_and_clearing_only_failed_on_the_run_r
         for (task_id, mi), ti in per_asset.items():
             if mi != bad:  # the healthy assets finished everything, EMAs included
                 assert ti["state"] == "success", (task_id, mi, ti["state"])
-            elif task_id != "asset.bars.1d":  # never ran, validation included
+            elif task_id == "asset.freshness":  # nothing to judge (its bars failed)
+                assert ti["state"] == "skipped", (task_id, mi, ti["state"])
+            elif task_id == "asset.validate":  # never ran
                 assert ti["state"] == "upstream_failed", (task_id, mi, ti["state"])
+            elif task_id != "asset.bars.1d":  # ran all_done, held the asset back, failed (a clear resumes it)
+                assert ti["state"] == "failed", (task_id, mi, ti["state"])
         assert sum(1 for (t, _), ti in per_asset.items() if t.startswith("asset.emas.") and ti["state"] == "success") \
             == 4 * (len(ids) - 1)
         assert tis[("validate_global", -1)]["state"] == "upstream_failed"

@@ -51,11 +51,6 @@ def test_two_identical_refreshes_at_once_equal_one_clean_run(loaded_db: str, cle
         assert diff_snapshots(snapshot(loaded_db), clean_build.tables) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known lock-order inversion (docs/decisions.md): a dry run takes ('bars.1d', id) exclusively "
-    "before its family's lock, a real snapshot/EMA step takes the family lock first, then "
-    "('bars.1d', id) shared; Postgres aborts one with 40P01. The engine branch makes the order "
-    "total; remove this xfail when it is merged"))
 def test_a_dry_run_and_a_real_run_at_once_do_not_deadlock(loaded_db: str, clean_build: CleanBuild) -> None:
     for k in range(ROUNDS + 1):
         argv = refresh_argv() if k % 2 == 0 else [*refresh_argv(as_of=FINAL_AS_OF), "--full-rebuild"]

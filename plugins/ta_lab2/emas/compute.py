@@ -17,6 +17,7 @@ Either way, prefix + continuation == one-shot, bit for bit.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -119,10 +120,16 @@ def _frame(
     )
 
 
-def _no_rows(tf: str, tf_days: int) -> pd.DataFrame:
+@functools.cache
+def _no_rows_template(tf: str, tf_days: int) -> pd.DataFrame:
     empty = np.empty((0, 0))
     no_per = np.empty(0, dtype=np.int64)
     return _frame(tf, tf_days, np.empty(0, "datetime64[ns]"), np.empty(0, bool), no_per, no_per, empty, empty)
+
+
+def _no_rows(tf: str, tf_days: int) -> pd.DataFrame:
+    """No rows, with the columns and dtypes of :func:`_frame` (a copy: callers add columns)."""
+    return _no_rows_template(tf, tf_days).copy()
 
 
 def compute_bar_space(

@@ -100,6 +100,8 @@ def validate_emas(rows: pd.DataFrame, grid_ts: object, grid_close: object) -> pd
         kind = _violations(values, lower, upper, null_ok)
         hit = np.flatnonzero(kind != "")
         parts.append((hit, values[hit], np.char.add(kind[hit], suffix)))
+    if not any(len(p[0]) for p in parts):  # the usual case: skip building an empty frame
+        return pd.DataFrame({c: [] for c in REJECT_COLUMNS})
     return _reject_frame(rows, parts, g_ts, g_close, end, lower, upper)
 
 

@@ -16,12 +16,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
-import psycopg
 
 from ta_lab2.bars.daily import DAILY_COLUMNS, build_daily
 from ta_lab2.frames import changed_mask
-from ta_lab2.refresh.context import LOOKBACK_1D, ComponentResult, DataCorruptionError, RunOptions
-from ta_lab2.store import bars1d, io
+from ta_lab2.refresh.context import LOOKBACK_1D, Batch, ComponentResult, DataCorruptionError, RunOptions
+from ta_lab2.store import bars1d
 
 log = logging.getLogger(__name__)
 COMPARE = tuple(c for c in DAILY_COLUMNS if c not in ("id", "tf", "timestamp"))
@@ -56,10 +55,14 @@ def _check_corruption(asset_id: int, bad: int, total: int, opts: RunOptions) -> 
         )
 
 
-def refresh_1d(conn: psycopg.Connection, asset_id: int, opts: RunOptions) -> ComponentResult:
-    io.advisory_xact_lock(conn, "bars.1d", asset_id)
-    io.advisory_xact_lock(conn, "source", asset_id, shared=True)  # no load commits mid-read
-    state = bars1d.get_state(conn, asset_id)
+def refresh_1d(batch: Batch, asset_id: int, opts: RunOptions) -> ComponentResult:
+    """Locks: the runner holds ``("source", id)`` shared (no load commits mid-read) and
+    ``("bars.1d", id)`` (:func:`ta_lab2.refresh.runner.locks_for`). Reads of the source and the
+    stored window are per asset; the state comes from one read for the batch and every write is
+    queued on ``batch.writes`` (set-based at the flush; the runner then invalidates the reads)."""
+    conn = batch.conn
+    found = batch.reads.state_rows("cmc_price_bars_1d_state", "bars_1d_state_get", asset_id)
+    state = found[0] if found else None
     cutoff = effective_cutoff(opts.as_of, state, opts.full_rebuild)
     changes = bars1d.source_changes(conn, asset_id, cutoff, state, LOOKBACK_1D)
     result = ComponentResult(asset_id, "bars.1d")
@@ -69,7 +72,7 @@ def refresh_1d(conn: psycopg.Connection, asset_id: int, opts: RunOptions) -> Com
     mode, from_ts = _window_start(changes, state, opts.full_rebuild)
     result.details = {"mode": mode, "from": from_ts.isoformat() if from_ts else None, "cutoff": cutoff.isoformat()}
     if mode == "noop":
-        return _advance(conn, asset_id, state, changes, result, opts, rev=state["rev"] if state else 0)
+        return _advance(batch, asset_id, state, changes, result, opts, rev=state["rev"] if state else 0)
     prev = bars1d.prev_row(conn, asset_id, from_ts) if from_ts else None
     src = bars1d.source_window(conn, asset_id, from_ts, cutoff)
     build = build_daily(src, asset_id, *(prev or (0, None)))
@@ -95,32 +98,32 @@ def refresh_1d(conn: psycopg.Connection, asset_id: int, opts: RunOptions) -> Com
     if opts.dry_run:
         result.status = "dry_run"
         return result
-    bars1d.replace_window(conn, asset_id, from_ts, build.bars[changed.to_numpy()], deleted,
+    bars1d.replace_window(batch.writes, asset_id, from_ts, build.bars[changed.to_numpy()], deleted,
                           build.rejects.drop(columns="day"))
     # the feed's newest rev, not 0, when the state row is gone (deleted by hand to force a
     # rebuild): consumers' cursors stay valid and the feed's key never repeats
-    rev = state["rev"] if state else bars1d.changes_since(conn, asset_id, 0)[1]
+    rev = state["rev"] if state else batch.reads.changes_since(asset_id, 0)[1]
     touched = list(build.bars.loc[changed, "timestamp"]) + deleted
     if touched:
         rev += 1
         first = pd.Timestamp(min(touched) - timedelta(microseconds=1)).floor("D").to_pydatetime()
-        bars1d.append_change(conn, asset_id, rev, first, len(touched), mode == "rebuild")
-    return _advance(conn, asset_id, state, changes, result, opts, rev)
+        bars1d.append_change(batch.writes, asset_id, rev, first, len(touched), mode == "rebuild")
+    return _advance(batch, asset_id, state, changes, result, opts, rev)
 
 
-def _advance(conn: psycopg.Connection, asset_id: int, state: dict[str, Any] | None, changes: dict[str, Any],
+def _advance(batch: Batch, asset_id: int, state: dict[str, Any] | None, changes: dict[str, Any],
              result: ComponentResult, opts: RunOptions, rev: int) -> ComponentResult:
     if opts.dry_run:
         result.status = "dry_run"
         return result
     d = result.details
-    bars1d.put_state(conn, {
+    bars1d.put_state(batch.writes, {
         "id": asset_id, "last_src_ts": changes["src_max_ts"], "daily_min_seen": changes["src_min_ts"],
         "daily_max_seen": changes["src_max_ts"], "last_upserted": result.rows_written,
         "last_repaired_timehigh": d.get("repaired_timehigh", 0), "last_repaired_timelow": d.get("repaired_timelow", 0),
         "last_rejected": result.rejects, "last_filled_times": d.get("filled_times", 0),
         "last_load_ts": changes["max_load_ts"], "rev": rev,
     })
-    log.info("asset %s bars.1d: %s rows written, %s repairs, %s rejects (%s)", asset_id, result.rows_written,
+    log.debug("asset %s bars.1d: %s rows written, %s repairs, %s rejects (%s)", asset_id, result.rows_written,
              result.repairs, result.rejects, d.get("mode"))
     return result

@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import psycopg
 
-from ta_lab2.bars.snapshot import SNAPSHOT_COLUMNS, build_snapshots
+from ta_lab2.bars.snapshot import SNAPSHOT_COLUMNS, build_snapshots_many
 from ta_lab2.bars.windows import window_containing
-from ta_lab2.refresh.context import ComponentResult, RunOptions
+from ta_lab2.refresh.context import Batch, ComponentResult, RunOptions
 from ta_lab2.registry import BarFamily
-from ta_lab2.store import bars1d, frames, io
+from ta_lab2.store import frames
+from ta_lab2.store.batch import BatchWrites
 from ta_lab2.timeframes import Timeframe, select
 
 log = logging.getLogger(__name__)
@@ -33,22 +35,22 @@ def _day(ts: Any) -> np.datetime64:
     return np.datetime64(pd.Timestamp(ts).tz_convert("UTC").tz_localize(None).floor("D"), "D")
 
 
-def _restart(conn: psycopg.Connection, asset_id: int, state: dict[str, Any] | None, first_ts: datetime,
+def _restart(batch: Batch, asset_id: int, state: dict[str, Any] | None, first_ts: datetime,
              full: bool) -> tuple[str, np.datetime64 | None]:
     """('rebuild', None) | ('noop', None) | ('window', first changed day)."""
     if state is None or full or state["daily_min_seen"] != first_ts:
         return "rebuild", None
-    changed, _ = bars1d.changes_since(conn, asset_id, state["src_rev"])
+    changed, _ = batch.reads.changes_since(asset_id, state["src_rev"])
     return ("noop", None) if changed is None else ("window", _day(changed))
 
 
-def _plan(conn: psycopg.Connection, family: BarFamily, asset_id: int, tfs: list[Timeframe],
+def _plan(batch: Batch, family: BarFamily, asset_id: int, tfs: list[Timeframe],
           first_ts: datetime, opts: RunOptions) -> list[tuple[Timeframe, str, np.datetime64 | None, np.datetime64]]:
-    states = {s["tf"]: s for s in frames.state_rows(conn, family.state_table, asset_id, "snapshot_state_get")}
+    states = {s["tf"]: s for s in batch.reads.state_rows(family.state_table, "snapshot_state_get", asset_id)}
     first_day = _day(first_ts)
     plan: list[tuple[Timeframe, str, np.datetime64 | None, np.datetime64]] = []
     for tf in tfs:
-        mode, changed = _restart(conn, asset_id, states.get(tf.tf), first_ts, opts.full_rebuild)
+        mode, changed = _restart(batch, asset_id, states.get(tf.tf), first_ts, opts.full_rebuild)
         start = first_day if changed is None else window_containing(changed, tf, first_day)[1]
         plan.append((tf, mode, changed, start))
     return plan
@@ -63,47 +65,79 @@ def bar_timeframes(all_tfs: list[Timeframe], family: BarFamily, opts: RunOptions
     return sorted(chosen.values(), key=lambda t: (t.sort_order, t.tf))
 
 
-def refresh_snapshot(conn: psycopg.Connection, asset_id: int, opts: RunOptions, family: BarFamily) -> ComponentResult:
-    io.advisory_xact_lock(conn, family.lock_key, asset_id)
-    io.advisory_xact_lock(conn, "bars.1d", asset_id, shared=True)  # 1d is not mid-write
-    result = ComponentResult(asset_id, f"bars.{family.name}")
-    tfs = bar_timeframes(frames.timeframes(conn), family, opts)
-    bounds = frames.daily_bounds(conn, asset_id)
-    if not tfs or bounds["n"] == 0:
-        result.details = {"mode": "noop", "reason": "no 1d rows" if tfs else "no timeframe selected"}
-        return result
-    _, rev = bars1d.changes_since(conn, asset_id, 0)
-    plan = [p for p in _plan(conn, family, asset_id, tfs, bounds["first_ts"], opts) if p[1] != "noop"]
-    starts = [p[3] for p in plan]
-    daily = frames.daily_frame(conn, asset_id, pd.Timestamp(min(starts), tz="UTC") if starts else None) \
-        if plan else None
-    first_day = _day(bounds["first_ts"])
-    modes: dict[str, int] = {}
-    for tf, mode, changed, start in plan:
-        assert daily is not None
-        rows = build_snapshots(daily[daily["day"] >= pd.Timestamp(start)], tf, first_day, asset_id)
-        from_ts = None if changed is None else pd.Timestamp(changed, tz="UTC")
-        if from_ts is not None:
-            rows = rows[rows["timestamp"] >= from_ts]
-        result.rows_written += len(rows)
-        result.gaps += int(rows["is_missing_days"].sum())
-        modes[mode] = modes.get(mode, 0) + 1
-        if not opts.dry_run:
-            _write(conn, family, asset_id, tf, from_ts, rows, bounds, rev)
-    result.details = {"tfs": [t.tf for t in tfs], "modes": modes, "src_rev": rev}
-    result.status = "dry_run" if opts.dry_run else "ok"
-    log.info("asset %s bars.%s: %s rows written over %d timeframes %s", asset_id, family.name,
-             result.rows_written, len(tfs), modes)
-    return result
+def refresh_snapshot(batch: Batch, asset_id: int, opts: RunOptions, family: BarFamily) -> ComponentResult:
+    """One asset (a batch of one)."""
+    return refresh_snapshots(batch, [asset_id], opts, family)[0]
 
 
-def _write(conn: psycopg.Connection, family: BarFamily, asset_id: int, tf: Timeframe, from_ts: Any,
-           rows: pd.DataFrame, bounds: dict[str, Any], rev: int) -> None:
-    frames.delete_series(conn, family.table, asset_id, {"tf": tf.tf}, "timestamp", from_ts)
-    frames.insert_rows(conn, family.table, SNAPSHOT_COLUMNS, rows)
-    last = conn.execute(
-        frames.query("snapshot_last_row", table=family.table), {"id": asset_id, "tf": tf.tf}).fetchone()
-    frames.put_state(conn, family.state_table, "snapshot_state_put", {
-        "id": asset_id, "tf": tf.tf, "daily_min_seen": bounds["first_ts"], "daily_max_seen": bounds["last_ts"],
-        "last_bar_seq": last[0] if last else None, "last_time_close": last[1] if last else None, "src_rev": rev,
-    })
+def refresh_snapshots(batch: Batch, asset_ids: list[int], opts: RunOptions,
+                      family: BarFamily) -> list[ComponentResult]:
+    """Every series (asset, tf) of the batch planned from the batch's reads, built in ONE
+    :func:`build_snapshots_many` pass, written set-based. Locks: the runner holds
+    ``(bars.<family>, id)`` and ``("bars.1d", id)`` shared (:func:`ta_lab2.refresh.runner.locks_for`)."""
+    tfs = bar_timeframes(batch.reads.timeframes(), family, opts)
+    results, jobs, inputs = [], [], []
+    for asset_id in asset_ids:
+        result = ComponentResult(asset_id, f"bars.{family.name}")
+        results.append(result)
+        bounds = batch.reads.bounds(asset_id)
+        if not tfs or bounds["n"] == 0:
+            result.details = {"mode": "noop", "reason": "no 1d rows" if tfs else "no timeframe selected"}
+            continue
+        _, rev = batch.reads.changes_since(asset_id, 0)
+        plan = [p for p in _plan(batch, family, asset_id, tfs, bounds["first_ts"], opts) if p[1] != "noop"]
+        result.details = {"tfs": [t.tf for t in tfs], "modes": {}, "src_rev": rev}
+        if not plan:
+            continue
+        daily = batch.reads.daily_frame(asset_id, pd.Timestamp(min(p[3] for p in plan), tz="UTC"))
+        first_day = _day(bounds["first_ts"])
+        for tf, mode, changed, start in plan:
+            modes = result.details["modes"]
+            modes[mode] = modes.get(mode, 0) + 1
+            jobs.append((result, tf, None if changed is None else pd.Timestamp(changed, tz="UTC"), bounds, rev))
+            inputs.append((daily[daily["day"] >= pd.Timestamp(start)], tf, first_day, asset_id))
+    if jobs:
+        _write_all(batch, family, jobs, *build_snapshots_many(inputs), opts)
+    for result in results:
+        log.debug("asset %s bars.%s: %s rows written %s", result.asset_id, family.name, result.rows_written,
+                  result.details.get("modes"))
+    return results
+
+
+def _write_all(batch: Batch, family: BarFamily, jobs: list[tuple[Any, ...]], rows: pd.DataFrame,
+               which: np.ndarray, opts: RunOptions) -> None:
+    """Keep each series' rows from its changed day on, count them, queue the writes."""
+    ts = rows["timestamp"].array
+    from_ts = pd.array([j[2] if j[2] is not None else pd.NaT for j in jobs], dtype=ts.dtype)
+    cut = from_ts.take(which)
+    keep = np.asarray(cut.isna() | (ts >= cut), dtype=bool)
+    rows, which = rows[keep].reset_index(drop=True), which[keep]
+    n = np.bincount(which, minlength=len(jobs))
+    gaps = np.bincount(which, weights=rows["is_missing_days"].to_numpy(bool), minlength=len(jobs))
+    ends = np.cumsum(n)
+    for k, (result, _tf, _from, _bounds, _rev) in enumerate(jobs):
+        result.rows_written += int(n[k])
+        result.gaps += int(gaps[k])
+    if opts.dry_run:
+        return
+    out = batch.writes
+    out.add_rows(family.table, SNAPSHOT_COLUMNS, rows)
+    bar_seq, time_close = rows["bar_seq"].to_numpy(), rows["time_close"].array
+    for k, (result, tf, frm, bounds, rev) in enumerate(jobs):
+        out.delete_series(family.table, result.asset_id, {"tf": tf.tf}, "timestamp", frm)
+        state = {"id": result.asset_id, "tf": tf.tf, "daily_min_seen": bounds["first_ts"],
+                 "daily_max_seen": bounds["last_ts"], "src_rev": rev}
+        if n[k]:  # the newest row after the write is the series' newest written row (rows are in time order)
+            last = ends[k] - 1
+            out.put_state(family.state_table, "snapshot_state_put", {
+                **state, "last_bar_seq": int(bar_seq[last]), "last_time_close": time_close[last].to_pydatetime()})
+        else:
+            out.after_rows.append(partial(_state_from_table, out, family, state))
+
+
+def _state_from_table(out: BatchWrites, family: BarFamily, state: dict[str, Any], conn: psycopg.Connection) -> None:
+    """Nothing new was written for the series: its state names the stored newest row."""
+    row = conn.execute(frames.query("snapshot_last_row", table=family.table),
+                       {"id": state["id"], "tf": state["tf"]}).fetchone()
+    out.put_state(family.state_table, "snapshot_state_put", {
+        **state, "last_bar_seq": row[0] if row else None, "last_time_close": row[1] if row else None})

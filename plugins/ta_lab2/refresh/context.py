@@ -5,7 +5,12 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the store imports pandas; this module stays light (the DAG file imports it)
+    import psycopg
+
+    from ta_lab2.store.batch import BatchReads, BatchWrites
 
 LOOKBACK_1D = timedelta(days=3)
 
@@ -60,3 +65,18 @@ class Timer:
 
     def __exit__(self, *exc: object) -> None:
         self.elapsed = time.perf_counter() - self.start
+
+
+@dataclass
+class Batch:
+    """One batch's connection, cached reads and pending set-based writes (store/batch.py)."""
+
+    conn: psycopg.Connection
+    reads: BatchReads
+    writes: BatchWrites
+
+    @classmethod
+    def open(cls, conn: psycopg.Connection, asset_ids: list[int]) -> Batch:
+        from ta_lab2.store.batch import BatchReads, BatchWrites
+
+        return cls(conn, BatchReads(conn, asset_ids), BatchWrites())

@@ -27,14 +27,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import psycopg
 
 from ta_lab2.bars.windows import assign_windows
 from ta_lab2.emas.compute import EmaState, compute_bar_space, compute_daily_space
 from ta_lab2.emas.validate import nonfinite_mask, validate_emas
-from ta_lab2.refresh.context import ComponentResult, RunOptions
+from ta_lab2.refresh.context import Batch, ComponentResult, RunOptions
 from ta_lab2.registry import EmaFamily, EmaVariant, bar_family
-from ta_lab2.store import bars1d, emastore, frames, io
+from ta_lab2.store import emastore
+from ta_lab2.store.batch import BatchWrites
 from ta_lab2.store.emastore import resume_point
 from ta_lab2.timeframes import Timeframe, select
 
@@ -82,50 +82,48 @@ class _Grid:
         return self._canon[tf.tf]
 
 
-def refresh_emas(conn: psycopg.Connection, asset_id: int, opts: RunOptions, family: EmaFamily) -> ComponentResult:
-    io.advisory_xact_lock(conn, family.lock_key, asset_id)
-    io.advisory_xact_lock(conn, "bars.1d", asset_id, shared=True)
+def refresh_emas(batch: Batch, asset_id: int, opts: RunOptions, family: EmaFamily) -> ComponentResult:
+    """Locks: the runner holds ``(emas.<family>, id)`` and ``("bars.1d", id)`` shared."""
     result = ComponentResult(asset_id, f"emas.{family.name}")
-    bounds = frames.daily_bounds(conn, asset_id)
+    bounds = batch.reads.bounds(asset_id)
     if bounds["n"] == 0:
         result.details = {"mode": "noop", "reason": "no 1d rows"}
         return result
-    all_tfs = frames.timeframes(conn)
-    _, default_periods = frames.periods(conn)
-    daily = frames.daily_frame(conn, asset_id, None)
+    all_tfs = batch.reads.timeframes()
+    _, default_periods = batch.reads.periods()
+    daily = batch.reads.daily_frame(asset_id)
     grid = _Grid(daily, np.datetime64(daily["day"].iloc[0], "D"))
-    _, rev = bars1d.changes_since(conn, asset_id, 0)
+    _, rev = batch.reads.changes_since(asset_id, 0)
     modes: dict[str, int] = defaultdict(int)
     for variant in family.variants:
         selection = series_for(variant, all_tfs, default_periods, opts)
-        states = {(s["tf"], s["period"]): s for s in
-                  frames.state_rows(conn, variant.state_table, asset_id, "ema_state_get")}
+        states = {(s["tf"], s["period"]): s for s in batch.reads.state_rows(variant.state_table, "ema_state_get",
+                                                                             asset_id)}
         for tf, periods in selection.items():
-            _refresh_tf(conn, family, variant, asset_id, tf, periods, states, grid, rev, opts, result, modes)
+            _refresh_tf(batch, family, variant, asset_id, tf, periods, states, grid, rev, opts, result, modes)
     if not opts.dry_run:
-        emastore.put_refresh_state(conn, family.watermark_column, asset_id, bounds["last_ts"])
+        batch.writes.execute(family.watermark_column, emastore.refresh_state_stmt(family.watermark_column),
+                             {"id": asset_id, "ts": bounds["last_ts"]})
     result.details = {"modes": dict(modes), "src_rev": rev}
     result.status = "dry_run" if opts.dry_run else "ok"
-    log.info("asset %s emas.%s: %s rows written %s, %s rejects", asset_id, family.name, result.rows_written,
-             dict(modes), result.rejects)
+    log.debug("asset %s emas.%s: %s rows written %s, %s rejects", asset_id, family.name, result.rows_written,
+              dict(modes), result.rejects)
     return result
 
 
-def _plan_period(conn: psycopg.Connection, variant: EmaVariant, asset_id: int, tf: Timeframe, period: int,
-                 row: dict[str, Any] | None, grid: _Grid, opts: RunOptions,
-                 feed: dict[int, Any]) -> tuple[str, EmaState | None, pd.Timestamp | None]:
+def _plan_period(batch: Batch, variant: EmaVariant, asset_id: int, tf: Timeframe, period: int,
+                 row: dict[str, Any] | None, grid: _Grid,
+                 opts: RunOptions) -> tuple[str, EmaState | None, pd.Timestamp | None]:
     """(mode, start state, delete-from instant) for one series."""
     if row is None or opts.full_rebuild:
         return "scratch", None, None
-    if row["src_rev"] not in feed:
-        feed[row["src_rev"]] = bars1d.changes_since(conn, asset_id, row["src_rev"])[0]
-    changed = feed[row["src_rev"]]
+    changed = batch.reads.changes_since(asset_id, row["src_rev"])[0]
     if changed is None:
         return "noop", None, None
     changed = pd.Timestamp(changed).tz_convert("UTC")
     if changed > row["last_ts"]:
         return "append", _to_state(row), None
-    r = resume_point(conn, variant.table, asset_id, tf.tf, period, changed)
+    r = resume_point(batch.conn, variant.table, asset_id, tf.tf, period, changed)
     if r["last_ts"] is None or r["last_ema"] is None:
         return "scratch", None, None
     last = np.datetime64(pd.Timestamp(r["last_ts"]).tz_convert(None), "ns")
@@ -137,18 +135,18 @@ def _plan_period(conn: psycopg.Connection, variant: EmaVariant, asset_id: int, t
                                  "last_canonical_ts": last_canonical}), changed
 
 
-def _refresh_tf(conn: psycopg.Connection, family: EmaFamily, variant: EmaVariant, asset_id: int, tf: Timeframe,
+def _refresh_tf(batch: Batch, family: EmaFamily, variant: EmaVariant, asset_id: int, tf: Timeframe,
                 periods: list[int], states: dict[tuple[str, int], dict[str, Any]], grid: _Grid, rev: int,
                 opts: RunOptions, result: ComponentResult, modes: dict[str, int]) -> None:
-    feed: dict[int, Any] = {}
     groups: dict[Any, list[tuple[int, EmaState | None, str, pd.Timestamp | None]]] = defaultdict(list)
     for p in periods:
-        mode, start, from_ts = _plan_period(conn, variant, asset_id, tf, p, states.get((tf.tf, p)), grid, opts, feed)
+        mode, start, from_ts = _plan_period(batch, variant, asset_id, tf, p, states.get((tf.tf, p)), grid, opts)
         modes[mode] += 1
         if mode != "noop":
             groups[None if start is None else start.last_ts].append((p, start, mode, from_ts))
     compute = compute_daily_space if family.daily_space_only else compute_bar_space
     canon = grid.canonical(tf)
+    out = batch.writes
     for last_ts, members in groups.items():
         sel = slice(None) if last_ts is None else grid.ts > last_ts
         starts = {p: s for p, s, _, _ in members if s is not None} or None
@@ -164,25 +162,27 @@ def _refresh_tf(conn: psycopg.Connection, family: EmaFamily, variant: EmaVariant
             continue
         for p, _, mode, from_ts in members:
             if mode != "append":  # append only adds rows after last_ts; scratch deletes all
-                emastore.delete_series(conn, variant.table, variant.alignment_source, asset_id, tf.tf, p,
-                                       from_ts)
-        emastore.insert_rows(conn, variant.table, WRITE_COLUMNS, rows)
-        rejects.insert(1, "id", asset_id)
-        emastore.insert_rejects(conn, rejects)
+                out.delete_series(variant.table, asset_id, {"tf": tf.tf, "period": p}, "ts", from_ts)
+                out.delete_series("ema_rejects", asset_id, {"alignment_source": variant.alignment_source,
+                                                            "tf": tf.tf, "period": p}, "ts", from_ts)
+        out.add_rows(variant.table, WRITE_COLUMNS, rows)
+        if not rejects.empty:
+            rejects.insert(1, "id", asset_id)
+            out.ema_rejects.append(rejects[list(emastore.REJECT_WRITE_COLUMNS)])
         for p, _, _, _ in members:
-            _put_state(conn, variant, asset_id, tf.tf, p, new_states.get(p), rev)
+            _put_state(out, variant, asset_id, tf.tf, p, new_states.get(p), rev)
 
 
-def _put_state(conn: psycopg.Connection, variant: EmaVariant, asset_id: int, tf: str, period: int,
+def _put_state(out: BatchWrites, variant: EmaVariant, asset_id: int, tf: str, period: int,
                state: EmaState | None, rev: int) -> None:
     if state is None:  # not seeded (too little history): no state, recomputed from scratch next run
-        emastore.delete_state(conn, variant.state_table, asset_id, tf, period)
+        out.delete_state(variant.state_table, {"id": asset_id, "tf": tf, "period": period})
         return
 
     def ts(v: Any) -> Any:
         return None if v is None else pd.Timestamp(v, tz="UTC").to_pydatetime()
 
-    emastore.put_state(conn, variant.state_table, {
+    out.put_state(variant.state_table, "ema_state_put", {
         "id": asset_id, "tf": tf, "period": period, "last_ts": ts(state.last_ts),
         "last_canonical_ts": ts(state.last_canonical_ts), "last_bar_ema": state.last_bar_ema,
         "last_ema": state.last_ema, "canonical_count": state.canonical_count, "src_rev": rev})

@@ -1,13 +1,25 @@
 """Run refresh steps: the one code path behind the CLI and every DAG task.
 
-A *component* is ``bars.<builder>`` or ``emas.<refresher>``. ``run_step`` runs one
-component for one asset in ONE transaction, turns any error
-into a failed :class:`ComponentResult` with the error text, records the audit row, and
-retries transient database errors with exponential backoff when asked to.
+A *component* is ``bars.<builder>`` or ``emas.<refresher>``. The unit of work is a BATCH:
+:func:`run_batch` runs one component for a batch of assets on ONE connection in ONE
+transaction: the advisory locks of every asset in the one global order
+(:func:`ta_lab2.store.io.lock_in_order`), one read per kind for the whole batch
+(:class:`ta_lab2.store.batch.BatchReads`), the pure compute per asset, and one set-based
+flush (:class:`ta_lab2.store.batch.BatchWrites`: one COPY per table, set-based deletes, one
+state upsert per state table), then one commit and one audit write for the batch.
 
-``dry_run``: the step and, before it, its upstream components run for real inside one
-transaction that is always rolled back. The plan a dry run logs is therefore exact (an EMA
-plan sees the bars the same run would have built) and nothing persists, state included.
+Isolation: when the batch fails on a data error, it is rolled back and redone asset by asset
+under savepoints in one transaction: the bad asset gets a failed :class:`ComponentResult`
+with its error, the others commit. A transient database error (connection, deadlock,
+serialization) retries the whole batch with exponential backoff when asked to.
+
+:func:`run_components` (the CLI) runs a batch through all selected components on one
+connection, an asset's failed component skipping that asset's dependants. ``run_step`` and
+``run_asset`` are the batch-of-one wrappers. ``on_result`` is called once per asset result
+after its batch committed (streaming progress).
+
+``dry_run``: the component and, before it, its selected upstream components run for real in
+one transaction that is always rolled back, so the plan is exact and nothing persists.
 """
 
 from __future__ import annotations
@@ -17,12 +29,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
+from typing import Any
 
 import psycopg
 
 from ta_lab2.refresh.bars_1d import refresh_1d
-from ta_lab2.refresh.bars_snapshot import refresh_snapshot
-from ta_lab2.refresh.context import ComponentResult, DataCorruptionError, RunOptions
+from ta_lab2.refresh.bars_snapshot import refresh_snapshots
+from ta_lab2.refresh.context import Batch, ComponentResult, DataCorruptionError, RunOptions
+from ta_lab2.refresh.records import Session, record_result, record_results
 from ta_lab2.registry import (
     BAR_FAMILIES,
     BAR_FAMILY_NAMES,
@@ -30,20 +44,42 @@ from ta_lab2.registry import (
     EMA_FAMILIES,
     EMA_FAMILY_NAMES,
 )
-from ta_lab2.store import audit, db
+from ta_lab2.store import db, io
+from ta_lab2.store.batch import BatchReads, BatchWrites
+
+__all__ = ["Session", "record_result", "record_results", "run_batch", "run_components", "run_step", "run_asset",
+           "plan_components", "upstream_of", "locks_for"]
 
 log = logging.getLogger(__name__)
-Step = Callable[[psycopg.Connection, int, RunOptions], ComponentResult]
+CLI_BATCH_SIZE = 100  # assets per CLI batch: one transaction per component, cached reads bounded
+Step = Callable[[Batch, int, RunOptions], ComponentResult]
+BatchStep = Callable[[Batch, list[int], RunOptions], list[ComponentResult]]
+OnResult = Callable[[ComponentResult], None]
 
 
-def _steps() -> dict[str, Step]:
-    steps: dict[str, Step] = {"bars.1d": refresh_1d}
+def _per_asset(step: Step) -> BatchStep:
+    """A step written per asset, run for each asset of the batch (its own seconds each)."""
+
+    def run(batch: Batch, ids: list[int], opts: RunOptions) -> list[ComponentResult]:
+        out = []
+        for a in ids:
+            t0 = time.perf_counter()
+            res = step(batch, a, opts)
+            res.duration_s = time.perf_counter() - t0
+            out.append(res)
+        return out
+
+    return run
+
+
+def _steps() -> dict[str, BatchStep]:
+    steps: dict[str, BatchStep] = {"bars.1d": _per_asset(refresh_1d)}
     for fam in BAR_FAMILIES[1:]:
-        steps[f"bars.{fam.name}"] = partial(refresh_snapshot, family=fam)  # type: ignore[call-arg]
+        steps[f"bars.{fam.name}"] = partial(refresh_snapshots, family=fam)  # type: ignore[call-arg]
     from ta_lab2.refresh.emas import refresh_emas  # EMA step (imports the EMA kernel lazily)
 
     for efam in EMA_FAMILIES:
-        steps[f"emas.{efam.name}"] = partial(refresh_emas, family=efam)  # type: ignore[call-arg]
+        steps[f"emas.{efam.name}"] = _per_asset(partial(refresh_emas, family=efam))  # type: ignore[call-arg]
     return steps
 
 
@@ -53,6 +89,12 @@ def upstream_of(component: str) -> tuple[str, ...]:
     if kind == "bars":
         return () if name == "1d" else ("bars.1d",)
     return ("bars.1d", *(f"bars.{b}" for b in EMA_BAR_DEPENDENCIES[name] if b != "1d"))
+
+
+def locks_for(component: str) -> list[tuple[str, bool]]:
+    """(lock namespace, shared) a component's transaction holds per asset: its own lock, and
+    shared the lock of what it reads (the source for 1d, the 1d bars for everything else)."""
+    return [("source", True), ("bars.1d", False)] if component == "bars.1d" else [("bars.1d", True), (component, False)]
 
 
 def plan_components(targets: Sequence[str], builders: Sequence[str] | None = None,
@@ -72,76 +114,206 @@ def plan_components(targets: Sequence[str], builders: Sequence[str] | None = Non
     return out
 
 
+def run_batch(url: str, component: str, asset_ids: Sequence[int], opts: RunOptions, *,
+              on_result: OnResult | None = None, retries: int = 0, backoff_s: float = 1.0, record: bool = True,
+              selected: Sequence[str] | None = None, session: Session | None = None) -> list[ComponentResult]:
+    """``component`` for every asset of the batch (one result per asset, in the given order).
+
+    ``selected``: the run's components (a dry run replays only the selected upstream steps, as
+    the real run would; None = all upstream steps). ``session``: reuse a connection and its
+    cached reads across components (the CLI); by default the batch opens its own.
+    """
+    ids = list(dict.fromkeys(int(a) for a in asset_ids))
+    if not ids:
+        return []
+    own = session is None
+    sess = session or Session(url, ids)
+    results: list[ComponentResult] = []
+    try:
+        for attempt in range(retries + 1):
+            start = time.perf_counter()
+            try:
+                reads = None if opts.dry_run else sess.reads()
+                results = _batch_on(sess.connection(), component, ids, opts, selected, reads)
+                break
+            except Exception as exc:  # only batch-wide errors get here (asset errors are isolated)
+                sess.reset()
+                transient = db.is_transient(exc)
+                if not transient or attempt == retries:
+                    results = [_failed(a, component, exc, attempt + 1, time.perf_counter() - start) for a in ids]
+                    log.error("batch %s %s failed: %s", _label(ids), component, results[0].error)
+                    break
+                delay = backoff_s * 2**attempt
+                log.warning("batch %s %s: transient error, retry %d in %.1fs: %s", _label(ids), component,
+                            attempt + 1, delay, exc)
+                time.sleep(delay)
+        if record and not opts.dry_run:
+            record_results(sess, opts.run_id, results)
+    finally:
+        if own:
+            sess.close()
+    for res in results:
+        if on_result is not None:
+            on_result(res)
+    return results
+
+
+def _label(ids: Sequence[int]) -> str:
+    return str(ids[0]) if len(ids) == 1 else f"{ids[0]}..{ids[-1]} ({len(ids)} assets)"
+
+
+def _failed(asset_id: int, component: str, exc: BaseException, attempts: int, seconds: float) -> ComponentResult:
+    return ComponentResult(asset_id, component, status="failed", error=f"{type(exc).__name__}: {exc}",
+                           duration_s=round(seconds, 4),
+                           details={"transient": db.is_transient(exc), "attempts": attempts,
+                                    "corruption": isinstance(exc, DataCorruptionError)})
+
+
+def _chain(component: str, opts: RunOptions, selected: Sequence[str] | None) -> list[str]:
+    """What one transaction computes: a dry run replays the selected upstream steps first."""
+    if not opts.dry_run:
+        return [component]
+    return [u for u in upstream_of(component) if selected is None or u in selected] + [component]
+
+
+def _batch_on(conn: psycopg.Connection, component: str, ids: list[int], opts: RunOptions,
+              selected: Sequence[str] | None, reads: BatchReads | None) -> list[ComponentResult]:
+    """One transaction for the whole batch; on a data error, redo it asset by asset."""
+    chain = _chain(component, opts, selected)
+    start = time.perf_counter()
+    io.lock_in_order(conn, [(ns, a, shared) for c in chain for ns, shared in locks_for(c) for a in ids])
+    try:
+        results = _compute(Batch(conn, reads or BatchReads(conn, ids), BatchWrites()), chain, ids, opts)
+        _end(conn, opts)
+    except Exception as exc:
+        conn.rollback()
+        if reads is not None:
+            reads.invalidate()
+        if db.is_transient(exc) or conn.closed or not _is_data_error(exc):
+            raise
+        if len(ids) == 1:
+            return [_failed(ids[0], component, exc, 1, time.perf_counter() - start)]
+        log.warning("batch %s %s failed (%s: %s): redoing it asset by asset", _label(ids), component,
+                    type(exc).__name__, exc)
+        return _one_by_one(conn, component, chain, ids, opts)
+    _share_overhead(results, time.perf_counter() - start)
+    return results
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    """Anything but a broken connection: the asset's data or code, isolated to the asset."""
+    return not (isinstance(exc, psycopg.OperationalError) and getattr(exc, "sqlstate", None) is None)
+
+
+def _end(conn: psycopg.Connection, opts: RunOptions) -> None:
+    if opts.dry_run:
+        conn.rollback()
+    else:
+        conn.commit()
+
+
+def _one_by_one(conn: psycopg.Connection, component: str, chain: list[str], ids: list[int],
+                opts: RunOptions) -> list[ComponentResult]:
+    """Each asset under its own savepoint in one transaction: a failure rolls back only it."""
+    io.lock_in_order(conn, [(ns, a, shared) for c in chain for ns, shared in locks_for(c) for a in ids])
+    results = []
+    for a in ids:
+        start = time.perf_counter()
+        try:
+            with conn.transaction(force_rollback=opts.dry_run):  # a savepoint
+                res = _compute(Batch.open(conn, [a]), chain, [a], opts)[0]
+        except Exception as exc:
+            if db.is_transient(exc) or conn.closed or not _is_data_error(exc):
+                raise
+            res = _failed(a, component, exc, 1, time.perf_counter() - start)
+            log.error("asset %s %s failed: %s", a, component, res.error)
+        results.append(res)
+    _end(conn, opts)
+    return results
+
+
+def _compute(batch: Batch, chain: list[str], ids: list[int], opts: RunOptions) -> list[ComponentResult]:
+    """Every component of ``chain`` for every asset, each flushed set-based before the next
+    (a dry run's replayed upstream writes are then visible to the planned step)."""
+    steps = _steps()
+    wet = replace(opts, dry_run=False)
+    results: list[ComponentResult] = []
+    for comp in chain:
+        results = steps[comp](batch, ids, wet)
+        batch.writes.flush(batch.conn)
+        if comp == "bars.1d":
+            batch.reads.invalidate()
+        else:
+            batch.reads.forget_states()
+    if opts.dry_run:
+        for res in results:
+            res.status = "dry_run"
+            res.details = {**res.details, "dry_run": "computed in a rolled-back transaction"}
+    return results
+
+
+def _share_overhead(results: list[ComponentResult], total_s: float) -> None:
+    """Per-asset seconds: its own compute plus an equal share of the batch's common work
+    (locks, reads, flush, commit), so the seconds of a batch add up to its wall time."""
+    own = sum(r.duration_s for r in results)
+    share = max(0.0, total_s - own) / len(results)
+    for r in results:
+        r.duration_s = round(r.duration_s + share, 4)
+
+
 def run_step(url: str, component: str, asset_id: int, opts: RunOptions, *, retries: int = 0,
              backoff_s: float = 1.0, record: bool = True,
              selected: Sequence[str] | None = None) -> ComponentResult:
-    """``selected``: the run's components (a dry run replays only the selected upstream steps,
-    as the real run would; None = all upstream steps)."""
-    step = _steps()[component]
-    for attempt in range(retries + 1):
-        start = time.perf_counter()
-        try:
-            with db.connect(url) as conn:
-                if opts.dry_run:
-                    result = _dry_run(conn, component, asset_id, opts, selected)
+    """One component for one asset (a batch of one)."""
+    return run_batch(url, component, [asset_id], opts, retries=retries, backoff_s=backoff_s, record=record,
+                     selected=selected)[0]
+
+
+def run_components(url: str, asset_ids: Sequence[int], components: Sequence[str], opts: RunOptions, *,
+                   retries: int = 0, record: bool = True, on_result: OnResult | None = None,
+                   backoff_s: float = 1.0) -> list[ComponentResult]:
+    """One batch of assets through the components in order, on one connection; an asset whose
+    component failed has its dependants skipped (recorded ``skipped``, ``upstream failed``)."""
+    ids = list(dict.fromkeys(int(a) for a in asset_ids))
+    status: dict[tuple[int, str], str] = {}
+    out: list[ComponentResult] = []
+    sess = Session(url, ids)
+    try:
+        for comp in components:
+            ready, skipped = [], []
+            for a in ids:
+                blocked = [u for u in upstream_of(comp) if status.get((a, u)) in ("failed", "skipped")]
+                if blocked:
+                    skipped.append(ComponentResult(a, comp, status="skipped",
+                                                   error=f"upstream failed: {', '.join(blocked)}"))
                 else:
-                    result = step(conn, asset_id, opts)
-                    conn.commit()
-            break
-        except Exception as exc:  # reported, recorded and re-raised by the caller's policy
-            transient = db.is_transient(exc)
-            result = ComponentResult(asset_id, component, status="failed", error=f"{type(exc).__name__}: {exc}",
-                                     details={"transient": transient, "attempts": attempt + 1,
-                                              "corruption": isinstance(exc, DataCorruptionError)})
-            if not transient or attempt == retries:
-                log.error("asset %s %s failed: %s", asset_id, component, result.error)
-                break
-            delay = backoff_s * 2**attempt
-            log.warning("asset %s %s: transient error, retry %d in %.1fs: %s", asset_id, component,
-                        attempt + 1, delay, exc)
-            time.sleep(delay)
-    result.duration_s = round(time.perf_counter() - start, 4)
-    if record and not opts.dry_run:
-        record_result(url, opts.run_id, result)
-    return result
-
-
-def _dry_run(conn: psycopg.Connection, component: str, asset_id: int, opts: RunOptions,
-             selected: Sequence[str] | None) -> ComponentResult:
-    wet = replace(opts, dry_run=False)
-    try:
-        for up in upstream_of(component):
-            if selected is not None and up not in selected:
-                continue
-            _steps()[up](conn, asset_id, wet)
-        result = _steps()[component](conn, asset_id, wet)
+                    ready.append(a)
+            if skipped and record and not opts.dry_run:
+                record_results(sess, opts.run_id, skipped)
+            results = run_batch(url, comp, ready, opts, retries=retries, backoff_s=backoff_s, record=record,
+                                selected=components, session=sess)
+            for res in skipped:
+                if on_result is not None:
+                    on_result(res)
+            for res in results + skipped:
+                status[(res.asset_id, comp)] = res.status
+            out += results + skipped
+            if on_result is not None:
+                for res in results:
+                    on_result(res)
     finally:
-        conn.rollback()
-    result.status = "dry_run"
-    result.details = {**result.details, "dry_run": "computed in a rolled-back transaction"}
-    return result
-
-
-def record_result(url: str, run_id: str, result: ComponentResult) -> None:
-    """Audit row in its own transaction; an audit failure is logged, never raised."""
-    try:
-        with db.transaction(url) as conn:
-            audit.put_asset_result(conn, run_id, result.to_dict())
-    except Exception as exc:
-        log.warning("asset %s %s: audit row not written: %s", result.asset_id, result.component, exc)
+        sess.close()
+    order = {(a, c): i for i, (a, c) in enumerate((a, c) for a in ids for c in components)}
+    return sorted(out, key=lambda r: order[(r.asset_id, r.component)])
 
 
 def run_asset(url: str, asset_id: int, components: Sequence[str], opts: RunOptions, *,
               retries: int = 0, record: bool = True) -> list[ComponentResult]:
     """Run the components for one asset in order; a failed component skips its dependants."""
-    results: dict[str, ComponentResult] = {}
-    for comp in components:
-        blocked = [u for u in upstream_of(comp) if u in results and results[u].status == "failed"]
-        if blocked:
-            res = ComponentResult(asset_id, comp, status="skipped", error=f"upstream failed: {', '.join(blocked)}")
-            if record and not opts.dry_run:
-                record_result(url, opts.run_id, res)
-        else:
-            res = run_step(url, comp, asset_id, opts, retries=retries, record=record, selected=components)
-        results[comp] = res
-    return list(results.values())
+    return run_components(url, [asset_id], components, opts, retries=retries, record=record)
+
+
+def batch_results_summary(results: Sequence[ComponentResult]) -> dict[str, Any]:
+    """Small totals of a batch (for logs and XCom)."""
+    return {"assets": len(results), "rows_written": sum(r.rows_written for r in results),
+            "failed": [r.asset_id for r in results if r.status == "failed"]}

@@ -11,11 +11,21 @@ from psycopg.rows import dict_row
 from ta_lab2.store import sqlfiles
 
 
-def put_asset_result(conn: psycopg.Connection, run_id: str, result: dict[str, Any]) -> None:
+def _audit_row(run_id: str, result: dict[str, Any]) -> dict[str, Any]:
     row = {k: result.get(k) for k in ("asset_id", "component", "status", "duration_s", "error")}
     row.update({k: int(result.get(k) or 0) for k in ("rows_written", "repairs", "rejects", "gaps")})
-    conn.execute(sqlfiles.load("queries/audit_asset_put"),
-                 {**row, "run_id": run_id, "details": json.dumps(result.get("details") or {}, default=str)})
+    return {**row, "run_id": run_id, "details": json.dumps(result.get("details") or {}, default=str)}
+
+
+def put_asset_result(conn: psycopg.Connection, run_id: str, result: dict[str, Any]) -> None:
+    conn.execute(sqlfiles.load("queries/audit_asset_put"), _audit_row(run_id, result))
+
+
+def put_asset_results(conn: psycopg.Connection, run_id: str, results: list[dict[str, Any]]) -> None:
+    """Several audit rows in one pipelined statement (a batch's results)."""
+    if results:
+        with conn.cursor() as cur:
+            cur.executemany(sqlfiles.load("queries/audit_asset_put"), [_audit_row(run_id, r) for r in results])
 
 
 def resolve_ids(conn: psycopg.Connection, ids: list[int] | None) -> list[int]:
@@ -45,3 +55,11 @@ def validation_failed_assets(conn: psycopg.Connection, run_id: str) -> list[int]
     """Assets with a validation FAIL in the run (0 stands for a cross-asset check)."""
     rows = conn.execute(sqlfiles.load("queries/audit_validation_failed_assets"), {"run_id": run_id}).fetchall()
     return [int(r[0]) for r in rows]
+
+
+def statuses(conn: psycopg.Connection, run_id: str, asset_ids: list[int],
+             components: list[str]) -> dict[tuple[int, str], str]:
+    """(asset, component) -> recorded status in one run, for the given assets and components."""
+    rows = conn.execute("SELECT asset_id, component, status FROM refresh_run_assets WHERE run_id = %s "
+                        "AND asset_id = ANY(%s) AND component = ANY(%s)", (run_id, asset_ids, components)).fetchall()
+    return {(int(r[0]), str(r[1])): str(r[2]) for r in rows}

@@ -7,10 +7,12 @@ from typing import Any
 
 import pandas as pd
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from ta_lab2.bars.daily import DAILY_COLUMNS
 from ta_lab2.store import io, sqlfiles
+from ta_lab2.store.batch import BatchWrites
 
 TIME_COLS = ("timeopen", "timeclose", "timehigh", "timelow", "timestamp", "load_ts")
 
@@ -24,8 +26,8 @@ def get_state(conn: psycopg.Connection, asset_id: int) -> dict[str, Any] | None:
         return cur.execute(_q("bars_1d_state_get"), {"id": asset_id}).fetchone()
 
 
-def put_state(conn: psycopg.Connection, state: dict[str, Any]) -> None:
-    conn.execute(_q("bars_1d_state_put"), state)
+def put_state(out: BatchWrites, state: dict[str, Any]) -> None:
+    out.execute("bars_1d_state_put", sql.SQL(_q("bars_1d_state_put")), state)  # type: ignore[arg-type]
 
 
 def source_changes(conn: psycopg.Connection, asset_id: int, cutoff: datetime,
@@ -68,29 +70,26 @@ def stored_rejects(conn: psycopg.Connection, asset_id: int, from_ts: datetime | 
     return {(pd.Timestamp(r[1]), r[2]) for r in rows}
 
 
-def replace_window(conn: psycopg.Connection, asset_id: int, from_ts: datetime | None,
+def replace_window(out: BatchWrites, asset_id: int, from_ts: datetime | None,
                    changed: pd.DataFrame, deleted_ts: list[Any], rejects: pd.DataFrame) -> None:
-    """Upsert changed rows, delete vanished ones, rewrite the window's rejects."""
-    if deleted_ts:
-        conn.execute('DELETE FROM cmc_price_bars_1d WHERE id = %s AND "timestamp" = ANY(%s)',
-                     (asset_id, deleted_ts))
-    if not changed.empty:
-        io.stage_like(conn, "_stage_1d", "cmc_price_bars_1d")
-        io.copy_frame(conn, "_stage_1d", DAILY_COLUMNS, changed)
-        conn.execute(_q("bars_1d_upsert"))
-    conn.execute('DELETE FROM cmc_price_bars_1d_rejects WHERE id = %s AND (%s::timestamptz IS NULL '
-                 'OR "timestamp" >= %s::timestamptz)', (asset_id, from_ts, from_ts))
-    io.copy_frame(conn, "cmc_price_bars_1d_rejects", ("id", "timestamp", "reason", "raw"), rejects)
+    """Queue: upsert changed rows, delete vanished ones, rewrite the window's rejects."""
+    for ts in deleted_ts:
+        out.delete_series("cmc_price_bars_1d", asset_id, {"timestamp": pd.Timestamp(ts).to_pydatetime()},
+                          "timestamp", None)
+    out.stage_upsert("_stage_1d", "cmc_price_bars_1d", DAILY_COLUMNS, changed, "bars_1d_upsert")
+    out.delete_series("cmc_price_bars_1d_rejects", asset_id, {}, "timestamp", from_ts)
+    out.add_rows("cmc_price_bars_1d_rejects", ("id", "timestamp", "reason", "raw"), rejects)
 
 
 def delete_all(conn: psycopg.Connection, asset_id: int) -> None:
     conn.execute("DELETE FROM cmc_price_bars_1d WHERE id = %s", (asset_id,))
 
 
-def append_change(conn: psycopg.Connection, asset_id: int, rev: int, first_changed: datetime,
+def append_change(out: BatchWrites, asset_id: int, rev: int, first_changed: datetime,
                   rows_changed: int, is_rebuild: bool) -> None:
-    conn.execute(_q("bars_1d_change_put"), {"id": asset_id, "rev": rev, "first_changed_ts": first_changed,
-                                            "rows_changed": rows_changed, "is_rebuild": is_rebuild})
+    out.execute("bars_1d_change_put", sql.SQL(_q("bars_1d_change_put")),  # type: ignore[arg-type]
+                {"id": asset_id, "rev": rev, "first_changed_ts": first_changed, "rows_changed": rows_changed,
+                 "is_rebuild": is_rebuild})
 
 
 def changes_since(conn: psycopg.Connection, asset_id: int, since_rev: int) -> tuple[datetime | None, int]:

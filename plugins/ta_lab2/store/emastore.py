@@ -53,6 +53,9 @@ def delete_state(conn: psycopg.Connection, state_table: str, asset_id: int, tf: 
         sql.Identifier(state_table)), (asset_id, tf, period))
 
 
+def refresh_state_stmt(column: str) -> sql.Composed:
+    return sql.SQL(sqlfiles.load("queries/ema_refresh_state_put")).format(column=sql.Identifier(column))  # type: ignore[arg-type]
+
+
 def put_refresh_state(conn: psycopg.Connection, column: str, asset_id: int, ts: datetime) -> None:
-    stmt = sql.SQL(sqlfiles.load("queries/ema_refresh_state_put")).format(column=sql.Identifier(column))  # type: ignore[arg-type]
-    conn.execute(stmt, {"id": asset_id, "ts": ts})
+    conn.execute(refresh_state_stmt(column), {"id": asset_id, "ts": ts})

@@ -44,13 +44,18 @@ def daily_bounds(conn: psycopg.Connection, asset_id: int) -> dict[str, Any]:
 def daily_frame(conn: psycopg.Connection, asset_id: int, from_ts: datetime | None) -> pd.DataFrame:
     """Accepted 1d rows from ``from_ts`` on, with ``day`` (naive midnight, the UTC day)."""
     df = io.read_frame(conn, sqlfiles.load("queries/bars_1d_daily_frame"), {"id": asset_id, "from_ts": from_ts})
-    cols = ["timestamp", "time_open", "time_close", "time_high", "time_low", "open", "high", "low", "close",
-            "volume", "market_cap"]
-    if df.empty:
-        df = pd.DataFrame(columns=cols)
+    return typed_daily(df if not df.empty else pd.DataFrame(columns=DAILY_FRAME_COLS))
+
+
+DAILY_FRAME_COLS = ["timestamp", "time_open", "time_close", "time_high", "time_low", "open", "high", "low",
+                    "close", "volume", "market_cap"]
+
+
+def typed_daily(df: pd.DataFrame) -> pd.DataFrame:
+    """The daily frame's dtypes (UTC instants, float64 prices) and its ``day`` column."""
     for col in DAILY_TIME_COLS:
         df[col] = pd.to_datetime(df[col], utc=True)
-    for col in cols[5:]:
+    for col in DAILY_FRAME_COLS[5:]:
         df[col] = pd.to_numeric(df[col]).astype("float64")
     df["day"] = df["time_open"].dt.floor("D").dt.tz_localize(None)
     return df

@@ -24,9 +24,39 @@ def lock_key(*parts: object) -> int:
 
 
 def advisory_xact_lock(conn: psycopg.Connection, *parts: object, shared: bool = False) -> None:
-    """Serialise refreshes of the same (component, asset) until this transaction ends."""
+    """Serialise refreshes of the same (component, asset) until this transaction ends.
+    Several locks in one transaction: use :func:`lock_in_order` (deadlock-free)."""
     fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
     conn.execute(sql.SQL("SELECT {}(%s)").format(sql.Identifier(fn)), (lock_key(*parts),))
+
+
+def lock_rank() -> dict[str, int]:
+    """THE global lock order (docs/operations/STATE_MANAGEMENT.md §4): ``source`` first, then
+    every component in registry order (``bars.1d``, the snapshot families, the EMA families)."""
+    from ta_lab2.registry import BAR_FAMILY_NAMES, EMA_FAMILY_NAMES
+
+    names = ("source", *(f"bars.{b}" for b in BAR_FAMILY_NAMES), *(f"emas.{e}" for e in EMA_FAMILY_NAMES))
+    return {n: i for i, n in enumerate(names)}
+
+
+def lock_in_order(conn: psycopg.Connection, locks: Iterable[tuple[str, int, bool]]) -> list[tuple[str, int, bool]]:
+    """Take transaction-scoped advisory locks ``(namespace, asset id, shared)`` in the one
+    global order (namespace rank, asset id), one round trip. Every transaction of the project
+    that holds more than one lock takes them through here, so no two can wait on each other
+    in a cycle (a cycle needs one of them to take a lower key after a higher one). A key wanted
+    both shared and exclusive is taken exclusive. Returns the locks in the order taken."""
+    rank = lock_rank()
+    wanted: dict[tuple[str, int], bool] = {}
+    for ns, asset, shared in locks:
+        if ns not in rank:
+            raise ValueError(f"unknown lock namespace {ns!r}; known: {list(rank)}")
+        wanted[(ns, int(asset))] = wanted.get((ns, int(asset)), True) and shared
+    ordered = sorted(wanted, key=lambda k: (rank[k[0]], k[1]))
+    if ordered:  # a function scan of unnest yields (and locks) its rows in array order
+        conn.execute("SELECT count(CASE WHEN s THEN pg_advisory_xact_lock_shared(k) ELSE pg_advisory_xact_lock(k) END)"
+                     " FROM unnest(%s::bigint[], %s::bool[]) AS u(k, s)",
+                     ([lock_key(*k) for k in ordered], [wanted[k] for k in ordered]))
+    return [(ns, a, wanted[(ns, a)]) for ns, a in ordered]
 
 
 def _cell(v: Any) -> Any:

@@ -100,8 +100,7 @@ def upsert_chunks(conn: psycopg.Connection, chunks: Iterable[ParsedFile], *, loa
         if on_problem is not None:
             for line_no, reason, raw in dups:
                 on_problem(LineProblem(source_file, line_no, reason, raw))
-        for asset in sorted(symbols):
-            io.advisory_xact_lock(conn, "source", asset)
+        io.lock_in_order(conn, [("source", asset, False) for asset in symbols])  # the one global order
         row = conn.execute(sqlfiles.load("queries/source_upsert")).fetchone() if staged > len(dups) else None
         inserted, updated = (int(row[0]), int(row[1])) if row else (0, 0)
         for asset, (symbol, name) in sorted(symbols.items()):

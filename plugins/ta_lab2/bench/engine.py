@@ -1,0 +1,238 @@
+"""``make bench``: the set-based refresh engine against the physical floor, in ONE run.
+
+For each scale (default ``100x1095,1000x400``; env ``TA_LAB2_BENCH_SCALES``), in a fresh
+subprocess (so its peak RSS is its own) and a throwaway database:
+
+1. synthetic history loaded (all days but the last two);
+2. **full build** through the CLI code path (``refresh.runner.run_components`` over batches of
+   ``CLI_BATCH_SIZE``, audit rows included), wall and CPU seconds, rows written per component,
+   series (state rows) and rows per series;
+3. the **raw COPY floor**: every output and state table dumped and copied back into a scratch
+   twin with the same primary key and indexes (timed), the ratio full build / floor;
+4. **one new day** loaded and refreshed the same way (wall, CPU, rows);
+5. a second new day refreshed under ``cProfile``: where the time goes (top functions);
+6. peak RSS of the process (``ru_maxrss``).
+
+Then, once, the fixed cost every Airflow task process pays before it works (fresh
+interpreters: DAG-file parse with ``airflow.sdk`` preloaded, the task body's lazy imports).
+The report (docs/BENCHMARKS.md) is generated from the JSON the scales return.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io as textio
+import json
+import logging
+import os
+import pstats
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from ta_lab2.bench.common import (
+    copy_cost_of_table,
+    day_start,
+    machine_facts,
+    run_as_of,
+    server_url,
+    split_days,
+    synth_files,
+    throwaway_db,
+)
+
+log = logging.getLogger(__name__)
+DEFAULT_SCALES = "100x1095,1000x400"
+ENV_SCALES = "TA_LAB2_BENCH_SCALES"
+TARGET_DAY_S_PER_1000 = 20.0
+TARGET_FULL_RATIO = 2.0
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def parse_scales(text: str) -> list[tuple[int, int]]:
+    out = []
+    for part in text.split(","):
+        a, _, d = part.strip().partition("x")
+        if not a.isdigit() or not d.isdigit() or int(a) < 1 or int(d) < 30:
+            raise ValueError(f"bad scale {part!r}: ASSETSxDAYS with DAYS >= 30, e.g. 100x1095")
+        out.append((int(a), int(d)))
+    return out
+
+
+def _load(url: str, files: list[Any]) -> float:
+    from ta_lab2.store import db
+    from ta_lab2.store.source import upsert_parsed
+
+    t0 = time.perf_counter()
+    for pf in files:
+        if pf.rows:
+            with db.transaction(url) as conn:
+                upsert_parsed(conn, pf)
+    return time.perf_counter() - t0
+
+
+def _refresh(url: str, ids: list[int], as_of: Any, run_id: str) -> dict[str, Any]:
+    """The CLI path (commands.cmd_refresh): batches of CLI_BATCH_SIZE through every component."""
+    from ta_lab2.refresh.context import RunOptions
+    from ta_lab2.refresh.runner import CLI_BATCH_SIZE, plan_components, run_components
+
+    comps = plan_components(["bars", "emas"])
+    opts = RunOptions(as_of=as_of, run_id=run_id)
+    t0, c0 = time.perf_counter(), time.process_time()
+    results = []
+    for k in range(0, len(ids), CLI_BATCH_SIZE):
+        results += run_components(url, ids[k:k + CLI_BATCH_SIZE], comps, opts)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    per: dict[str, dict[str, float]] = defaultdict(lambda: {"seconds": 0.0, "rows": 0})
+    for r in results:
+        per[r.component]["seconds"] += r.duration_s
+        per[r.component]["rows"] += r.rows_written
+    failed = [f"{r.asset_id} {r.component}: {r.error}" for r in results if r.status == "failed"]
+    return {"wall_s": wall, "cpu_s": cpu, "rows": sum(r.rows_written for r in results),
+            "components": dict(per), "failed": failed[:5], "n_failed": len(failed)}
+
+
+def _tables() -> tuple[list[str], list[str]]:
+    from ta_lab2.registry import BAR_FAMILIES, EMA_VARIANTS
+
+    data = [f.table for f in BAR_FAMILIES] + [v.table for v in EMA_VARIANTS]
+    state = [f.table + "_state" for f in BAR_FAMILIES] + [v.state_table for v in EMA_VARIANTS]
+    return data, state
+
+
+def _count(url: str, table: str) -> int:
+    from psycopg import sql
+
+    from ta_lab2.store import db
+
+    with db.connect(url) as conn:
+        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _profile_lines(prof: cProfile.Profile, n: int = 14) -> dict[str, list[str]]:
+    out = {}
+    for key in ("cumulative", "tottime"):
+        buf = textio.StringIO()
+        stats = pstats.Stats(prof, stream=buf).strip_dirs().sort_stats(key)
+        stats.print_stats(n)
+        lines = [ln for ln in buf.getvalue().splitlines() if ln.strip()]
+        start = next((i for i, ln in enumerate(lines) if ln.lstrip().startswith("ncalls")), 0)
+        out[key] = lines[start:start + n + 1]
+    return out
+
+
+def measure_scale(assets: int, days: int) -> dict[str, Any]:
+    """One scale in this process (run it in a fresh subprocess: ``ru_maxrss`` is per process)."""
+    from ta_lab2.store import db, schema
+
+    res: dict[str, Any] = {"assets": assets, "days": days}
+    with throwaway_db(server_url(), "ta_lab2_bench") as url, tempfile.TemporaryDirectory() as tmp:
+        with db.connect(url) as conn:
+            schema.apply_schema(conn)
+        res["facts"] = machine_facts(url)
+        parsed, res["parse_s"] = synth_files(assets, days)
+        hist, day1, day2 = split_days(parsed, [day_start(days - 2), day_start(days - 1)])
+        res["load_s"] = _load(url, hist)
+        ids = sorted(a for pf in hist for a in pf.symbols)
+        res["full"] = _refresh(url, ids, run_as_of(days - 2), "bench_full")
+        data, state = _tables()
+        res["series"] = {t: _count(url, t) for t in state}
+        res["table_rows"] = {t: _count(url, t) for t in data}
+        floor = {}
+        for t in data + state:
+            c = copy_cost_of_table(url, t, Path(tmp))
+            floor[t] = {"rows": c.rows, "plain_s": c.plain_s, "indexed_s": c.indexed_s}
+        res["copy_floor"] = floor
+        res["load_day_s"] = _load(url, day1)
+        res["day"] = _refresh(url, ids, run_as_of(days - 1), "bench_day")
+        _load(url, day2)
+        prof = cProfile.Profile()
+        prof.enable()
+        res["day_profiled"] = _refresh(url, ids, run_as_of(days), "bench_day_profiled")
+        prof.disable()
+        res["profile"] = _profile_lines(prof)
+    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return res
+
+
+def task_overhead(repeats: int = 3) -> dict[str, float]:
+    """Median seconds a fresh interpreter needs for: ``airflow.sdk`` (the task runner has it),
+    then the DAG file (every task process parses it), then the task body's lazy imports."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT), *sys.path])}
+    probes = {
+        "airflow.sdk import": "import time; t=time.perf_counter(); import airflow.sdk; print(time.perf_counter()-t)",
+        "DAG file parse (airflow.sdk loaded)": (
+            "import time, runpy, airflow.sdk; t=time.perf_counter(); "
+            f"runpy.run_path({str(ROOT / 'dags' / 'ta_lab2_daily_refresh.py')!r}); print(time.perf_counter()-t)"),
+        "task body imports (refresh engine, pandas, numpy)": (
+            "import time, airflow.sdk, ta_lab2.orchestration; t=time.perf_counter(); "
+            "import ta_lab2.refresh.runner, ta_lab2.refresh.emas; print(time.perf_counter()-t)"),
+    }
+    out = {}
+    for name, code in probes.items():
+        times = []
+        for _ in range(repeats):
+            p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+            if p.returncode == 0 and p.stdout.strip():
+                times.append(float(p.stdout.strip().splitlines()[-1]))
+        out[name] = statistics.median(times) if times else float("nan")
+    return out
+
+
+def _scale_subprocess(assets: int, days: int) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+        path = Path(f.name)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT), *sys.path])}
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "ta_lab2.bench.engine", str(assets), str(days), str(path)],
+                          env=env, check=False)
+    if proc.returncode != 0:
+        return {"assets": assets, "days": days, "error": f"exit {proc.returncode}"}
+    out: dict[str, Any] = json.loads(path.read_text())
+    path.unlink(missing_ok=True)
+    out["bench_wall_s"] = time.perf_counter() - t0
+    return out
+
+
+def run_bench(*, assets: int, days: int, airflow: bool, out: Path) -> int:
+    """Every scale, the task overhead, then the report. ``assets``/``days`` other than the CLI
+    defaults (100, 1095) replace the scale list by that one scale."""
+    from ta_lab2.bench.report import render
+
+    if airflow:
+        log.warning("bench: the LocalExecutor DAG run is not part of this bench (see docs/BENCHMARKS.md)")
+    try:
+        scales = parse_scales(os.environ.get(ENV_SCALES, DEFAULT_SCALES)) if (assets, days) == (100, 1095) \
+            else parse_scales(f"{assets}x{days}")
+    except ValueError as exc:
+        log.error("bench: %s", exc)
+        return 2
+    t0 = time.perf_counter()
+    results = []
+    for a, d in scales:
+        log.info("bench: %d assets x %d days", a, d)
+        results.append(_scale_subprocess(a, d))
+        out.write_text(render(results, {}, time.perf_counter() - t0, complete=False))
+    overhead = task_overhead()
+    out.write_text(render(results, overhead, time.perf_counter() - t0, complete=True))
+    log.info("wrote %s", out)
+    bad = [r for r in results if r.get("error") or r.get("full", {}).get("n_failed") or r.get("day", {}).get("n_failed")]
+    return 1 if bad else 0
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.WARNING)
+    assets, days, path = int(argv[0]), int(argv[1]), Path(argv[2])
+    path.write_text(json.dumps(measure_scale(assets, days), default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,218 @@
+"""Set-based reads and writes for a BATCH of assets on one connection (ARCHITECTURE "Data path").
+
+:class:`BatchReads` answers the per-asset questions a refresh step asks (daily grid, bounds,
+change feed, state rows, timeframes, periods) from ONE query per kind for all assets of the
+batch, cached for the batch's lifetime (the CLI reuses it across components; a 1d step
+invalidates what it changes). :class:`BatchWrites` collects what the steps write and
+:meth:`BatchWrites.flush` sends it set-based: one ``DELETE ... USING unnest(...)`` per table
+for the superseded series, one ``COPY`` per output table, one staged upsert of EMA rejects,
+one pipelined upsert per state table. Nothing here commits.
+
+Order inside a flush (deletes, then rows, then states) equals the per-series order of the
+one-by-one path because every series of a batch has its own key (asset, tf[, period]).
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from ta_lab2.store import frames, io, sqlfiles
+from ta_lab2.timeframes import Timeframe
+
+DAILY_COLS = frames.DAILY_FRAME_COLS
+
+
+class BatchReads:
+    """Per-asset reads of one batch, each fetched once for every asset of the batch."""
+
+    def __init__(self, conn: psycopg.Connection, asset_ids: Sequence[int]) -> None:
+        self.conn = conn
+        self.ids = sorted(set(asset_ids))
+        self._tfs: list[Timeframe] | None = None
+        self._periods: tuple[list[int], list[int]] | None = None
+        self._daily: dict[int, pd.DataFrame] | None = None
+        self._bounds: dict[int, dict[str, Any]] | None = None
+        self._feed: dict[int, list[tuple[int, datetime]]] | None = None
+        self._states: dict[tuple[str, str], dict[int, list[dict[str, Any]]]] = {}
+
+    def invalidate(self) -> None:
+        """Forget everything derived from the 1d table (after a 1d step wrote)."""
+        self._daily = self._bounds = self._feed = None
+        self._states.clear()
+
+    def forget_states(self) -> None:
+        """Forget the state rows read (after a component wrote its state table)."""
+        self._states.clear()
+
+    def timeframes(self) -> list[Timeframe]:
+        if self._tfs is None:
+            self._tfs = frames.timeframes(self.conn)
+        return self._tfs
+
+    def periods(self) -> tuple[list[int], list[int]]:
+        if self._periods is None:
+            self._periods = frames.periods(self.conn)
+        return self._periods
+
+    def bounds(self, asset_id: int) -> dict[str, Any]:
+        """As ``bars_1d_bounds``: first/last accepted 1d instant and the row count."""
+        if self._bounds is None:
+            rows = self.conn.execute(
+                'SELECT id, min("timestamp"), max("timestamp"), count(*) FROM cmc_price_bars_1d '
+                "WHERE id = ANY(%s) GROUP BY id", (self.ids,)).fetchall()
+            self._bounds = {r[0]: {"first_ts": r[1], "last_ts": r[2], "n": int(r[3])} for r in rows}
+        return self._bounds.get(asset_id, {"first_ts": None, "last_ts": None, "n": 0})
+
+    def daily_frame(self, asset_id: int, from_ts: datetime | None = None) -> pd.DataFrame:
+        """As :func:`ta_lab2.store.frames.daily_frame` (the same dtypes and values)."""
+        if self._daily is None:
+            self._daily = self._read_daily()
+        df = self._daily.get(asset_id)
+        if df is None:
+            df = frames.typed_daily(pd.DataFrame(columns=DAILY_COLS))
+        if from_ts is not None:
+            df = df[df["timestamp"] >= pd.Timestamp(from_ts)].reset_index(drop=True)
+        return df
+
+    def _read_daily(self) -> dict[int, pd.DataFrame]:
+        cols = ", ".join(f'"{c}"' for c in DAILY_COLS)
+        all_rows = io.read_frame(self.conn, f"SELECT id, {cols} FROM cmc_price_bars_1d WHERE id = ANY(%s) "
+                                            'ORDER BY id, "timestamp"', (self.ids,))
+        if all_rows.empty:
+            return {}
+        typed = frames.typed_daily(all_rows)
+        ids = typed.pop("id").to_numpy()
+        cuts = [0, *(i for i in range(1, len(ids)) if ids[i] != ids[i - 1]), len(ids)]
+        return {int(ids[a]): typed.iloc[a:b].reset_index(drop=True) for a, b in zip(cuts, cuts[1:], strict=False)}
+
+    def changes_since(self, asset_id: int, since_rev: int) -> tuple[datetime | None, int]:
+        """As ``bars_1d_changes_since``: (first changed day after ``since_rev``, newest rev)."""
+        if self._feed is None:
+            feed: dict[int, list[tuple[int, datetime]]] = defaultdict(list)
+            for r in self.conn.execute("SELECT id, rev, first_changed_ts FROM cmc_price_bars_1d_changes "
+                                       "WHERE id = ANY(%s)", (self.ids,)).fetchall():
+                feed[r[0]].append((int(r[1]), r[2]))
+            self._feed = dict(feed)
+        entries = self._feed.get(asset_id, [])
+        later = [ts for rev, ts in entries if rev > since_rev and ts is not None]
+        return (min(later) if later else None), max((rev for rev, _ in entries), default=0)
+
+    def state_rows(self, state_table: str, query_name: str, asset_id: int) -> list[dict[str, Any]]:
+        """The rows ``query_name`` returns for one asset, read for all assets at once."""
+        key = (state_table, query_name)
+        if key not in self._states:
+            one = sqlfiles.load(f"queries/{query_name}")
+            text = one.replace("WHERE id = %(id)s", "WHERE id = ANY(%(ids)s)")
+            if text == one:
+                raise ValueError(f"query {query_name} has no 'WHERE id = %(id)s' to widen to the batch")
+            stmt = sql.SQL(text).format(state=sql.Identifier(state_table))  # type: ignore[arg-type]
+            by_id: dict[int, list[dict[str, Any]]] = defaultdict(list)
+            with self.conn.cursor(row_factory=dict_row) as cur:
+                for row in cur.execute(stmt, {"ids": self.ids}).fetchall():
+                    by_id[row["id"]].append(row)
+            self._states[key] = dict(by_id)
+        return self._states[key].get(asset_id, [])
+
+
+class BatchWrites:
+    """What the steps of one batch write, sent set-based by :meth:`flush`."""
+
+    def __init__(self) -> None:
+        # (table, key columns, ts column) -> [(asset, *keys, from_ts | None)]
+        self.deletes: dict[tuple[str, tuple[str, ...], str], list[tuple[Any, ...]]] = defaultdict(list)
+        self.rows: dict[tuple[str, tuple[str, ...]], list[pd.DataFrame]] = defaultdict(list)
+        # (stage, like, columns, upsert query) -> frames: one staged COPY + one upsert each
+        self.upserts: dict[tuple[str, str, tuple[str, ...], str], list[pd.DataFrame]] = defaultdict(list)
+        self.ema_rejects: list[pd.DataFrame] = []
+        self.state_deletes: dict[tuple[str, tuple[str, ...]], list[tuple[Any, ...]]] = defaultdict(list)
+        self.state_puts: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        self.statements: dict[str, tuple[sql.Composed, list[dict[str, Any]]]] = {}
+        self.after_rows: list[Callable[[psycopg.Connection], None]] = []
+
+    def delete_series(self, table: str, asset_id: int, keys: dict[str, Any], ts_column: str,
+                      from_ts: datetime | None) -> None:
+        """Rows of one series (``keys`` e.g. {'tf': '7D'}) from ``from_ts`` on (None = all)."""
+        self.deletes[(table, tuple(keys), ts_column)].append((asset_id, *keys.values(), from_ts))
+
+    def add_rows(self, table: str, columns: Sequence[str], df: pd.DataFrame) -> None:
+        if not df.empty:
+            self.rows[(table, tuple(columns))].append(df)
+
+    def stage_upsert(self, stage: str, like: str, columns: Sequence[str], df: pd.DataFrame, query_name: str) -> None:
+        """Rows for ``query_name`` (an ``INSERT … SELECT FROM stage ON CONFLICT``)."""
+        if not df.empty:
+            self.upserts[(stage, like, tuple(columns), query_name)].append(df)
+
+    def put_state(self, state_table: str, query_name: str, row: dict[str, Any]) -> None:
+        self.state_puts[(state_table, query_name)].append(row)
+
+    def delete_state(self, state_table: str, keys: dict[str, Any]) -> None:
+        self.state_deletes[(state_table, tuple(keys))].append(tuple(keys.values()))
+
+    def execute(self, key: str, stmt: sql.Composed, params: dict[str, Any]) -> None:
+        """``stmt`` (named ``key``) run once per params set (pipelined) after the states."""
+        self.statements.setdefault(key, (stmt, []))[1].append(params)
+
+    def flush(self, conn: psycopg.Connection) -> None:
+        for (table, keys, ts_col), items in self.deletes.items():
+            _delete_keys(conn, table, ("id", *keys), [i[:-1] for i in items], ts_col, [i[-1] for i in items])
+        for (stage, like, columns, query_name), parts in self.upserts.items():
+            io.stage_like(conn, stage, like)
+            io.copy_frame(conn, stage, columns, parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True))
+            conn.execute(sqlfiles.load(f"queries/{query_name}"))
+        for (table, columns), parts in self.rows.items():
+            io.copy_frame(conn, table, columns, parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True))
+        if self.ema_rejects:
+            from ta_lab2.store import emastore
+
+            emastore.insert_rejects(conn, pd.concat(self.ema_rejects, ignore_index=True))
+        for fn in self.after_rows:
+            fn(conn)
+        for (state_table, keys), items in self.state_deletes.items():
+            _delete_keys(conn, state_table, keys, items, None, None)
+        with conn.cursor() as cur:
+            for (state_table, query_name), rows in self.state_puts.items():
+                cur.executemany(frames.query(query_name, state=state_table), rows)
+            for stmt, params in self.statements.values():
+                cur.executemany(stmt, params)
+        self.__init__()  # type: ignore[misc]  # empty again: a flush never sends anything twice
+
+
+def _pg_type(value: Any) -> str:
+    if isinstance(value, numbers.Integral):
+        return "bigint"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, datetime):
+        return "timestamptz"
+    raise TypeError(f"no key type for {value!r}")
+
+
+def _delete_keys(conn: psycopg.Connection, table: str, keys: Sequence[str], values: list[tuple[Any, ...]],
+                 ts_col: str | None, from_ts: list[Any] | None) -> None:
+    """``DELETE FROM table USING unnest(key arrays) k`` (rows at/after ``k.from_ts`` when given)."""
+    if not values:
+        return
+    cols = list(zip(*values, strict=True))
+    types = [_pg_type(c[0]) for c in cols]
+    arrays: list[sql.Composable] = [sql.SQL("%s::{}[]").format(sql.SQL(t)) for t in types]
+    names = [sql.Identifier(f"k{i}") for i in range(len(keys))]
+    cond = [sql.SQL("t.{} = k.{}").format(sql.Identifier(k), n) for k, n in zip(keys, names, strict=True)]
+    params: list[Any] = [[int(v) if isinstance(v, numbers.Integral) else v for v in c] for c in cols]
+    if ts_col is not None and from_ts is not None:
+        arrays.append(sql.SQL("%s::timestamptz[]"))
+        names.append(sql.Identifier("from_ts"))
+        cond.append(sql.SQL("(k.from_ts IS NULL OR t.{} >= k.from_ts)").format(sql.Identifier(ts_col)))
+        params.append(from_ts)
+    stmt = sql.SQL("DELETE FROM {} AS t USING unnest({}) AS k({}) WHERE {}").format(
+        sql.Identifier(table), sql.SQL(", ").join(arrays), sql.SQL(", ").join(names), sql.SQL(" AND ").join(cond))
+    conn.execute(stmt, params)
