@@ -15,8 +15,9 @@ The same steps as the DAG (``ta_lab2.orchestration``), on the same library code:
 5. the summary of the DAG's ``summary`` task (``ops/summary.build_run_summary``), persisted
    to ``refresh_runs``; a Telegram alert when not clean and ``alert_on_error``.
 
-``continue_on_error`` (default on): as above. Off: the first failed (asset, component) stops
-the run after its batch; everything not yet run is recorded ``not_run`` ("run stopped after ...").
+``continue_on_error`` (default on): as above. Off: the run goes asset by asset and the first
+failed (asset, component) stops it; everything not yet run is recorded ``not_run`` ("run stopped
+after ...").
 Exit code: 1 when any asset failed or was not run, or a validation check FAILed; else 0
 (skipped-as-stale assets and WARNs are reported, exit 0). See docs/decisions.md.
 """
@@ -71,6 +72,8 @@ def run_components(url: str, asset_ids: Sequence[int], components: Sequence[str]
     stale: dict[int, str] | None = None
     stopped: str | None = None
     size = CLI_BATCH_SIZE if params["batch_size"] == "auto" else max(1, int(params["batch_size"]))
+    if not params["continue_on_error"]:
+        size = 1  # fail fast means at the first failed asset: its batch-mates must not run after it
     batches = [list(asset_ids[i:i + size]) for i in range(0, len(asset_ids), size)]
 
     def emit(res: ComponentResult) -> None:

@@ -189,7 +189,7 @@ def test_verbose_adds_each_steps_own_lines_and_debug_detail(wh: str, default_run
                    "--run-id", "progress-verbose", "--no-validate", log_dir=tmp_path)
     assert done.returncode == 0, done
     assert re.search(rf"INFO ta_lab2\.progress: Processing ID {GOOD}\.\.\. bars\.1d: \d+ rows written", done.stdout)
-    assert re.search(rf"INFO ta_lab2\.refresh\.bars_1d: asset {GOOD} bars\.1d: \d+ rows written", done.stdout)
+    assert re.search(rf"DEBUG ta_lab2\.refresh\.bars_1d: asset {GOOD} bars\.1d: \d+ rows written", done.stdout)
     assert " DEBUG ta_lab2" in done.stdout
     default = default_run["done"].stdout  # the default console has the progress lines only
     assert "ta_lab2.refresh" not in default and "DEBUG" not in default

@@ -114,17 +114,18 @@ def _must_have_rows(table: str) -> bool:
     return table in ("cmc_price_bars_1d", "cmc_price_bars_1d_state", "cmc_ema_refresh_state")
 
 
-def assert_twins_equal(url: str, a: int, b: int, tables: Sequence[str]) -> dict[str, int]:
+def assert_twins_equal(url: str, a: int, b: int, tables: Sequence[str], *, empty: bool = False) -> dict[str, int]:
     """Every table's rows for ``a`` equal those for ``b``; returns the row counts. Guards
     against empty-vs-empty: the 1d tables (and the EMA watermarks) must have rows, the snapshot
-    and the EMA tables must have rows in total (a ``tfs`` selection may leave one family empty)."""
+    and the EMA tables must have rows in total (a ``tfs`` selection may leave one family empty).
+    ``empty``: the twins are an asset that must have nothing (a poisoned one): no guard."""
     counts: dict[str, int] = {}
     for table in tables:
         left, right = table_rows(url, table, a), table_rows(url, table, b)
         pd.testing.assert_frame_equal(left, right, check_exact=True, obj=table)
         counts[table] = len(left)
-        assert len(left) > 0 or not _must_have_rows(table), f"{table}: no rows for either twin"
+        assert empty or len(left) > 0 or not _must_have_rows(table), f"{table}: no rows for either twin"
     for kind, values in (("snapshot", {f.table for f in SNAPSHOT_FAMILIES}), ("EMA", {v.table for v in EMA_VARIANTS})):
         chosen = [t for t in tables if t in values]
-        assert not chosen or sum(counts[t] for t in chosen) > 0, f"no {kind} rows for either twin"
+        assert empty or not chosen or sum(counts[t] for t in chosen) > 0, f"no {kind} rows for either twin"
     return counts
