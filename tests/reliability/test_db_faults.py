@@ -7,6 +7,7 @@ clean build."""
 from __future__ import annotations
 
 import random
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -71,6 +72,18 @@ def private_pg() -> Iterator[PrivatePostgres]:
         pg.destroy()
 
 
+def _wait_for_refresh_backend(server_url: str, proc: subprocess.Popen[str], timeout: float = 60.0) -> None:
+    """Until a ``ta_lab2`` session of the CLI is running a statement (or the CLI ended)."""
+    end = time.monotonic() + timeout
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        while time.monotonic() < end and proc.poll() is None:
+            busy = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ta_lab2' "
+                                "AND state <> 'idle'").fetchone()
+            if busy and busy[0]:
+                return
+            time.sleep(0.01)
+
+
 def test_the_server_crashes_and_restarts_mid_run(private_pg: PrivatePostgres, clean_build: CleanBuild) -> None:
     url = create_database(private_pg.url(), "ta_lab2_restart")
     load_files(url, clean_build.files)
@@ -78,7 +91,8 @@ def test_the_server_crashes_and_restarts_mid_run(private_pg: PrivatePostgres, cl
     seen = []
     for _ in range(2):
         proc = start_cli(url, *refresh_argv())
-        time.sleep(rng.uniform(1.0, max(1.5, clean_build.seconds * 0.8)))
+        _wait_for_refresh_backend(private_pg.url(), proc)  # the run is at work in the database ...
+        time.sleep(rng.uniform(0.0, 0.3))  # ... somewhere in it: the set-based engine is quick
         private_pg.stop("immediate")  # a crash: every backend dies, WAL recovery on start
         time.sleep(0.5)
         private_pg.start()
