@@ -92,7 +92,7 @@ def validate_asset(batch: list[int]) -> dict[str, Any]:
 
 @task_group(group_id="asset", default_args={"map_index_template": labels.MAP_INDEX_TEMPLATE})
 def asset(batch: list[int]) -> None:
-    """Everything for one batch of assets (one asset with the default batch_size 1)."""
+    """Everything for one batch of assets (batch_size "auto": about 16 batches, one asset each for small universes)."""
     with TaskGroup("bars") as bars_group:
         bars = {name: component_task(f"bars.{name}")(batch=batch) for name in BAR_FAMILY_NAMES}
     for name in BAR_FAMILY_NAMES[1:]:
