@@ -221,6 +221,19 @@ def _redact(text: str, token: str | None) -> str:
 
 
 # -- sending ----------------------------------------------------------------------------------
+def _above_minimum(severity: Severity | str, title: str,
+                   min_severity: Severity | str | None) -> tuple[Severity, str] | None:
+    """(severity, first line of the message) when the alert is at or above the minimum severity
+    (the argument, else ``TA_LAB2_ALERT_MIN_SEVERITY``); None, logged at debug, when below."""
+    sev = Severity.parse(severity)
+    minimum = Severity.parse(min_severity) if min_severity is not None else min_severity_from_env()
+    first_line = f"[{sev.name}] {(str(title).splitlines() or [''])[0]}"
+    if sev < minimum:
+        log.debug("alert below minimum severity %s, not sent: %s", minimum.name, first_line)
+        return None
+    return sev, first_line
+
+
 def send_alert(
     severity: Severity | str,
     title: str,
@@ -240,12 +253,10 @@ def send_alert(
     """
     token: str | None = config.token if config is not None else None
     try:
-        sev = Severity.parse(severity)
-        minimum = Severity.parse(min_severity) if min_severity is not None else min_severity_from_env()
-        first_line = f"[{sev.name}] {(str(title).splitlines() or [''])[0]}"
-        if sev < minimum:
-            log.debug("alert below minimum severity %s, not sent: %s", minimum.name, first_line)
+        gated = _above_minimum(severity, title, min_severity)
+        if gated is None:
             return False
+        sev, first_line = gated
         cfg = config if config is not None else resolve_config(airflow, conn_id=conn_id)
         if cfg is None:
             log.info("Telegram not configured: alert not sent: %s", first_line)
@@ -276,12 +287,10 @@ async def asend_alert(
     the caller's loop. Same contract: True when sent, never raises, the token never logged."""
     token: str | None = config.token if config is not None else None
     try:
-        sev = Severity.parse(severity)
-        minimum = Severity.parse(min_severity) if min_severity is not None else min_severity_from_env()
-        first_line = f"[{sev.name}] {(str(title).splitlines() or [''])[0]}"
-        if sev < minimum:
-            log.debug("alert below minimum severity %s, not sent: %s", minimum.name, first_line)
+        gated = _above_minimum(severity, title, min_severity)
+        if gated is None:
             return False
+        sev, first_line = gated
         cfg = config
         if cfg is None and airflow:
             cfg = await _aconfig_from_connection(conn_id)
