@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import signal
+import subprocess
 import time
 
 import psycopg
@@ -27,7 +28,12 @@ KILLS = 20
 
 def _kill_after(url: str, argv: list[str], delay: float) -> int | None:
     """Start the CLI, SIGKILL it after ``delay`` s (None: it finished first, its exit code)."""
-    proc = start_cli(url, *argv)
+    return _wait_or_kill(start_cli(url, *argv), delay)
+
+
+def _wait_or_kill(proc: subprocess.Popen[str], delay: float) -> int | None:
+    """SIGKILL ``proc`` unless it ends within ``delay`` s: None when killed, else its exit code
+    (and then no traceback reached its output)."""
     try:
         proc.wait(timeout=delay)
         out, err = proc.communicate()
@@ -71,15 +77,7 @@ def _kill_mid_load(url: str, argv: list[str], delay: float) -> int | None:
                             "AND pid <> pg_backend_pid()", (dbname,)).fetchone():
                 break
             time.sleep(0.01)
-    try:
-        proc.wait(timeout=delay)
-        out, err = proc.communicate()
-        assert_no_traceback(out, err)
-        return proc.returncode
-    except Exception:
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate()
-        return None
+    return _wait_or_kill(proc, delay)
 
 
 def _source_count(url: str, asset: int) -> tuple[int, int]:
