@@ -48,20 +48,10 @@ def freshness_gate(url: str, asset_ids: Sequence[int], opts: RunOptions, params:
 
     if params["skip_stale_check"] or not any(c.startswith("emas.") for c in components) or not asset_ids:
         return {}
-    with db.connect(url) as conn:
-        decisions = [fr.check(conn, a, opts.as_of, float(params["staleness_hours"])) for a in asset_ids]
-    skip: dict[int, str] = {}
-    for d in decisions:
-        log.debug("asset %s freshness: %s (%s)", d.asset_id, d.decision, d.reason)
-        if d.decision != "fresh":
-            skip[d.asset_id] = d.skip_message
-            log.warning("%s", d.skip_message)
-        if opts.dry_run:
-            continue
-        res = ComponentResult(d.asset_id, "freshness", status="ok" if d.decision == "fresh" else "skipped",
-                              error=None if d.decision == "fresh" else d.skip_message,
-                              details={"reason": d.reason})
-        record_result(url, opts.run_id, res)
+    _, skip = fr.judge_now(url, asset_ids, opts.as_of, float(params["staleness_hours"]), opts.run_id,
+                           record=not opts.dry_run)
+    for message in skip.values():
+        log.warning("%s", message)
     return {} if opts.dry_run else skip  # a dry run plans everything (as the DAG's sensor does)
 
 

@@ -240,34 +240,15 @@ def runnable(url: str, component: str, batch: list[int], components: list[str], 
         else:
             ok.append(a)
     if unjudged:
+        from ta_lab2.ops.freshness import judge_now
+
         assert gate_hours is not None
-        fresh, stale = _judge_freshness(url, unjudged, opts, gate_hours, component)
+        log.info("%s: judging the freshness of %s (the gate task could not: their bars had failed)",
+                 component, unjudged)
+        fresh, stale = judge_now(url, unjudged, opts.as_of, gate_hours, opts.run_id)
         ok = sorted({*ok, *fresh}, key=batch.index)
         blocked.update(stale)
     return ok, blocked, failed_up
-
-
-def _judge_freshness(url: str, assets: list[int], opts: RunOptions, hours: float,
-                     by: str) -> tuple[list[int], dict[int, str]]:
-    """The freshness gate for assets the gate task did not judge; verdicts recorded like its own
-    (a bars-behind-the-source ``wait`` is a skip here: the gate task's wait is over)."""
-    from ta_lab2.ops import freshness as fr
-    from ta_lab2.refresh.context import ComponentResult
-    from ta_lab2.refresh.records import record_result
-
-    with db.connect(url) as conn:
-        decisions = [fr.check(conn, a, opts.as_of, hours) for a in assets]
-    fresh, stale = [], {}
-    for d in decisions:
-        if d.decision == "fresh":
-            fresh.append(d.asset_id)
-            res = ComponentResult(d.asset_id, "freshness", status="ok", details={"reason": d.reason, "by": by})
-        else:
-            stale[d.asset_id] = d.skip_message if d.decision == "stale" else f"freshness: {d.reason}"
-            res = ComponentResult(d.asset_id, "freshness", status="skipped", error=stale[d.asset_id])
-        log.info("asset %s freshness (judged by %s): %s (%s)", d.asset_id, by, d.decision, d.reason)
-        record_result(url, opts.run_id, res)
-    return fresh, stale
 
 
 @classified

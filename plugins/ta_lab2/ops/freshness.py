@@ -14,6 +14,7 @@ at most ``staleness_hours``. Decisions:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -53,3 +54,29 @@ def check(conn: psycopg.Connection, asset_id: int, cutoff: datetime, staleness_h
         row = cur.execute(sqlfiles.load("queries/freshness_inputs"), {"id": asset_id, "cutoff": cutoff}).fetchone()
     assert row is not None
     return decide(asset_id, row["last_src_ts"], row["src_max_ts"], row["has_state"], cutoff, staleness_hours)
+
+
+def judge_now(url: str, asset_ids: Sequence[int], cutoff: datetime, staleness_hours: float, run_id: str, *,
+              record: bool = True) -> tuple[list[int], dict[int, str]]:
+    """The gate without waiting: (fresh ids, ``{id: skip message}`` for the others; a ``wait``
+    is a skip too, as a timed-out sensor). ``record``: each verdict goes to the run's audit rows
+    (component ``freshness``), as the DAG's sensor records its own. Used by the CLI (which never
+    waits) and by a DAG EMA task judging an asset its gate task could not judge."""
+    from ta_lab2.refresh.context import ComponentResult
+    from ta_lab2.refresh.records import record_result
+    from ta_lab2.store import db
+
+    with db.connect(url) as conn:
+        decisions = [check(conn, a, cutoff, staleness_hours) for a in asset_ids]
+    fresh: list[int] = []
+    skip: dict[int, str] = {}
+    for d in decisions:
+        if d.decision == "fresh":
+            fresh.append(d.asset_id)
+        else:
+            skip[d.asset_id] = d.skip_message
+        if record:
+            record_result(url, run_id, ComponentResult(
+                d.asset_id, "freshness", status="ok" if d.decision == "fresh" else "skipped",
+                error=skip.get(d.asset_id), details={"reason": d.reason}))
+    return fresh, skip
