@@ -20,6 +20,7 @@ Example: one job, alpha_daily 0.5, last_ema 10, new closes [12, 14] -> ema [11, 
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -91,6 +92,7 @@ def median3_tail(before: np.ndarray, new: np.ndarray) -> np.ndarray:
     return median3(both)[len(before):]
 
 
+@functools.lru_cache(maxsize=65536)  # asked per (asset, tf, period); pure in (range, tf)
 def canonical_upper_bound(first_day: np.datetime64, last_day: np.datetime64, tf: object) -> int:
     """An upper bound of the canonical closes of ``tf`` (a :class:`ta_lab2.timeframes.Timeframe`)
     on a grid inside ``[first_day, last_day]``: the bars of a dense grid over a range that
@@ -103,7 +105,7 @@ def canonical_upper_bound(first_day: np.datetime64, last_day: np.datetime64, tf:
     """
     from ta_lab2.bars.windows import NO_BAR, assign_windows
 
-    first, last = np.datetime64(first_day, "D"), np.datetime64(last_day, "D")
+    first, last = np.asarray(first_day).astype("datetime64[D]")[()], np.asarray(last_day).astype("datetime64[D]")[()]
     if last < first:
         return 0
     days = np.array([first, last] if last > first else [first], dtype="datetime64[D]")

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -70,6 +70,8 @@ Member = tuple[int, EmaState | None, str, pd.Timestamp | None]  # (period, start
 
 def _ns(value: Any) -> np.datetime64:
     """A tz-aware instant as naive UTC ``datetime64[ns]`` (the grid's ``ts``)."""
+    if isinstance(value, datetime) and not isinstance(value, pd.Timestamp):
+        return np.datetime64(value.astimezone(UTC).replace(tzinfo=None), "ns")
     return np.datetime64(pd.Timestamp(value).tz_convert(None), "ns")
 
 
@@ -93,8 +95,12 @@ class _Grid:
 
     @classmethod
     def of(cls, batch: Batch, asset_id: int) -> _Grid:
-        daily = batch.reads.daily_frame(asset_id)
-        return cls(daily, np.datetime64(daily["day"].iloc[0], "D"))
+        """The asset's grid, built once per batch and component."""
+        cache = batch.reads.memo.setdefault("ema_grids", {})
+        if asset_id not in cache:
+            daily = batch.reads.daily_frame(asset_id)
+            cache[asset_id] = cls(daily, np.datetime64(daily["day"].iloc[0], "D"))
+        return cache[asset_id]
 
     def canonical(self, tf: Timeframe) -> np.ndarray:
         if tf.tf not in self._canon:
@@ -118,14 +124,14 @@ def refresh_emas(batch: Batch, asset_id: int, opts: RunOptions, family: EmaFamil
 
 def refresh_emas_batch(batch: Batch, asset_ids: list[int], opts: RunOptions,
                        family: EmaFamily) -> list[ComponentResult]:
-    """Every series of the batch planned from the batch's reads; the continued ones computed
-    together (:class:`_Appends`), the others per (asset, tf) from the asset's grid.
-    Locks: the runner holds ``(emas.<family>, id)`` and ``("bars.1d", id)`` shared."""
+    """Every series of the batch planned from the batch's reads (no grid read); the continued
+    ones computed together (:class:`_Appends`), the others per (asset, tf) from the grids of
+    just the assets that need one. Locks: the runner holds ``(emas.<family>, id)`` and
+    ``("bars.1d", id)`` shared."""
     all_tfs = batch.reads.timeframes()
     _, default_periods = batch.reads.periods()
     selections = [(v, series_for(v, all_tfs, default_periods, opts)) for v in family.variants]
-    appends = _Appends(family)
-    results = []
+    results, plans, need_grid = [], [], set()
     for asset_id in asset_ids:
         result = ComponentResult(asset_id, f"emas.{family.name}")
         results.append(result)
@@ -133,36 +139,40 @@ def refresh_emas_batch(batch: Batch, asset_ids: list[int], opts: RunOptions,
         if bounds["n"] == 0:
             result.details = {"mode": "noop", "reason": "no 1d rows"}
             continue
-        _, rev = batch.reads.changes_since(asset_id, 0)
+        span = _day_span(bounds)
         modes: dict[str, int] = defaultdict(int)
-        grid: list[_Grid] = []  # read on first need: the daily run of seeded series never needs it
-
-        def get_grid(asset_id: int = asset_id, grid: list[_Grid] = grid) -> _Grid:
-            if not grid:
-                grid.append(_Grid.of(batch, asset_id))
-            return grid[0]
-
+        series = []
         for variant, selection in selections:
             states = {(s["tf"], s["period"]): s for s in batch.reads.state_rows(variant.state_table, "ema_state_get",
                                                                                  asset_id)}
             for tf, periods in selection.items():
-                slow: list[Member] = []
                 for p in periods:
                     row = states.get((tf.tf, p))
-                    mode, start, from_ts = _plan_period(batch, family, variant, asset_id, tf, p, row, bounds,
-                                                        get_grid, opts)
+                    mode = _mode(batch, family, asset_id, tf, p, row, bounds["n"], span, opts)
                     modes[mode] += 1
-                    if mode == "append" and row is not None and row["median3_min"] is not None:
-                        appends.add(result, variant, tf, p, row, rev, bounds)
-                    elif mode not in ("noop", "unseeded"):
-                        slow.append((p, start, mode, from_ts))
-                if slow:
-                    _compute_tf(batch, family, variant, asset_id, tf, slow, get_grid(), rev, opts, result)
+                    if mode in ("scratch", "restart") or (row is not None and mode == "append"
+                                                          and row["median3_min"] is None):
+                        need_grid.add(asset_id)
+                    if mode not in ("noop", "unseeded"):
+                        series.append((variant, tf, p, row, mode))
+        plans.append((result, bounds, series))
+        result.details = {"modes": dict(modes), "src_rev": batch.reads.changes_since(asset_id, 0)[1]}
+        result.status = "dry_run" if opts.dry_run else "ok"
+    batch.reads.want_daily(sorted(need_grid))
+    appends = _Appends(family)
+    for result, bounds, series in plans:
+        asset_id, rev = result.asset_id, result.details["src_rev"]
+        slow: dict[tuple[EmaVariant, Timeframe], list[Member]] = defaultdict(list)
+        for variant, tf, p, row, mode in series:
+            if mode == "append" and row is not None and row["median3_min"] is not None:
+                appends.add(result, variant, tf, p, row, rev)
+            else:
+                slow[(variant, tf)].append(_member(batch, variant, asset_id, tf, p, row, mode))
+        for (variant, tf), members in slow.items():
+            _compute_tf(batch, family, variant, asset_id, tf, members, _Grid.of(batch, asset_id), rev, opts, result)
         if not opts.dry_run:
             batch.writes.execute(family.watermark_column, emastore.refresh_state_stmt(family.watermark_column),
                                  {"id": asset_id, "ts": bounds["last_ts"]})
-        result.details = {"modes": dict(modes), "src_rev": rev}
-        result.status = "dry_run" if opts.dry_run else "ok"
     appends.run(batch, opts)
     for result in results:
         log.debug("asset %s emas.%s: %s rows written %s, %s rejects", result.asset_id, family.name,
@@ -170,43 +180,54 @@ def refresh_emas_batch(batch: Batch, asset_ids: list[int], opts: RunOptions,
     return results
 
 
-def _cannot_seed(family: EmaFamily, tf: Timeframe, period: int, bounds: dict[str, Any]) -> bool:
-    """True when the series provably has too little history to seed (so scratch would write
-    nothing): v2 needs ``tf_days * p`` grid days; bar space needs ``p`` canonical closes, at
-    most :func:`canonical_upper_bound` over the (widened) first..last day range."""
-    if family.daily_space_only:
-        return bounds["n"] < tf.tf_days_nominal * period
+def _day_span(bounds: dict[str, Any]) -> tuple[np.datetime64, np.datetime64]:
+    """A range of days that contains the asset's grid (its first and last instants' UTC days,
+    widened by one day each way: a grid day is the UTC day of a row's time_open)."""
     one = np.timedelta64(1, "D")
-    first = np.datetime64(pd.Timestamp(bounds["first_ts"]).tz_convert(None).floor("D"), "D") - one
-    last = np.datetime64(pd.Timestamp(bounds["last_ts"]).tz_convert(None).floor("D"), "D") + one
-    return min(bounds["n"], canonical_upper_bound(first, last, tf)) < period
+    return _ns(bounds["first_ts"]).astype("datetime64[D]") - one, _ns(bounds["last_ts"]).astype("datetime64[D]") + one
 
 
-def _plan_period(batch: Batch, family: EmaFamily, variant: EmaVariant, asset_id: int, tf: Timeframe, period: int,
-                 row: dict[str, Any] | None, bounds: dict[str, Any], get_grid: Any,
-                 opts: RunOptions) -> tuple[str, EmaState | None, pd.Timestamp | None]:
-    """(mode, start state, delete-from instant) for one series."""
+def _mode(batch: Batch, family: EmaFamily, asset_id: int, tf: Timeframe, period: int, row: dict[str, Any] | None,
+          n_days: int, span: tuple[np.datetime64, np.datetime64], opts: RunOptions) -> str:
+    """noop | append | restart | scratch | unseeded, from the state row and the change feed.
+
+    ``unseeded``: no state and provably too little history to seed (so scratch would write
+    nothing): v2 needs ``tf_days * p`` grid days; bar space needs ``p`` canonical closes, at
+    most :func:`canonical_upper_bound` over the span."""
     if opts.full_rebuild:
-        return "scratch", None, None
+        return "scratch"
     if row is None:
-        return ("unseeded", None, None) if _cannot_seed(family, tf, period, bounds) else ("scratch", None, None)
+        if family.daily_space_only:
+            can_seed = n_days >= tf.tf_days_nominal * period
+        else:
+            can_seed = min(n_days, canonical_upper_bound(span[0], span[1], tf)) >= period
+        return "scratch" if can_seed else "unseeded"
     changed = batch.reads.changes_since(asset_id, row["src_rev"])[0]
     if changed is None:
-        return "noop", None, None
-    if changed > row["last_ts"]:
-        return "append", _to_state(row), None
-    changed = pd.Timestamp(changed).tz_convert("UTC")
+        return "noop"
+    return "append" if changed > row["last_ts"] else "restart"
+
+
+def _member(batch: Batch, variant: EmaVariant, asset_id: int, tf: Timeframe, period: int,
+            row: dict[str, Any] | None, mode: str) -> Member:
+    """(period, start state, delete-from instant) of a series computed from the grid."""
+    if mode == "scratch":
+        return period, None, "scratch", None
+    assert row is not None
+    if mode == "append":
+        return period, _to_state(row), "append", None
+    changed = pd.Timestamp(batch.reads.changes_since(asset_id, row["src_rev"])[0]).tz_convert("UTC")
     r = resume_point(batch.conn, variant.table, asset_id, tf.tf, period, changed)
     if r["last_ts"] is None or r["last_ema"] is None:
-        return "scratch", None, None
-    grid = get_grid()
+        return period, None, "scratch", None
+    grid = _Grid.of(batch, asset_id)
     last = _ns(r["last_ts"])
     seen = grid.canonical(tf) & (grid.ts <= last)
     # from the grid, not the table: v2 has no rows before its seed, yet canonical days before
     # the seed count (the state of a one-shot build saw them too)
     last_canonical = pd.Timestamp(grid.ts[seen][-1], tz="UTC") if seen.any() else None
-    return "restart", _to_state({**r, "canonical_count": int(seen.sum()),
-                                 "last_canonical_ts": last_canonical}), changed
+    return period, _to_state({**r, "canonical_count": int(seen.sum()), "last_canonical_ts": last_canonical}), \
+        "restart", changed
 
 
 def _compute_tf(batch: Batch, family: EmaFamily, variant: EmaVariant, asset_id: int, tf: Timeframe,
@@ -272,18 +293,18 @@ class _Appends:
 
     def __init__(self, family: EmaFamily) -> None:
         self.family = family
-        self.jobs: list[tuple[ComponentResult, EmaVariant, Timeframe, int, dict[str, Any], int, dict[str, Any]]] = []
+        self.jobs: list[tuple[ComponentResult, EmaVariant, Timeframe, int, dict[str, Any], int]] = []
 
     def add(self, result: ComponentResult, variant: EmaVariant, tf: Timeframe, period: int, row: dict[str, Any],
-            rev: int, bounds: dict[str, Any]) -> None:
-        self.jobs.append((result, variant, tf, period, row, rev, bounds))
+            rev: int) -> None:
+        self.jobs.append((result, variant, tf, period, row, rev))
 
     def run(self, batch: Batch, opts: RunOptions) -> None:
         if not self.jobs:
             return
         jobs = self.jobs
         cuts: dict[int, datetime] = {}
-        for result, _, _, _, row, _, _ in jobs:
+        for result, _, _, _, row, _ in jobs:
             a = result.asset_id
             cuts[a] = min(cuts.get(a, row["last_ts"]), row["last_ts"])
         tails = batch.reads.tail(cuts)
@@ -304,7 +325,7 @@ class _Appends:
         g_m3 = np.concatenate(flat_m3) if flat_m3 else np.empty(0)
         canon_blocks: dict[tuple[int, str], np.ndarray] = {}
         canon_parts, canon_at, c_n = [], np.empty(len(jobs), dtype=np.int64), 0
-        for j, (result, _, tf, _, _, _, _) in enumerate(jobs):
+        for j, (result, _, tf, _, _, _) in enumerate(jobs):
             a = result.asset_id
             tail = tails[a]
             k0 = int(np.searchsorted(tail.ts, last_ts[j], side="right"))
@@ -355,7 +376,7 @@ class _Appends:
         last_canon_row = np.full(len(jobs), -1)
         np.maximum.at(last_canon_row, job_of_row[canon_rows], canon_rows)
         ts_rows = g_ts[pos]
-        for j, (result, _, _, _, _, _, _) in enumerate(jobs):
+        for j, (result, _, _, _, _, _) in enumerate(jobs):
             result.rows_written += int(written[j])
         bad_assets = {jobs[j][0].asset_id for j in np.unique(job_of_row[bad])}
         if opts.dry_run:
@@ -374,7 +395,7 @@ class _Appends:
                     "period": period[jr], "tf_days": tf_days[jr], "roll": ~canonical[mine],
                     "ema": done.ema[mine], "ema_bar": done.ema_bar[mine]}))
         self._rejects(batch, jobs, bad_assets, job_of_row, ts_rows, done, write=True)
-        for j, (result, variant, tf, p, row, rev, _) in enumerate(jobs):
+        for j, (result, variant, tf, p, row, rev) in enumerate(jobs):
             if block_len[j] == 0:
                 state = _to_state(row)
             else:

@@ -55,6 +55,9 @@ class BatchReads:
         self._tfs: list[Timeframe] | None = None
         self._periods: tuple[list[int], list[int]] | None = None
         self._daily: dict[int, pd.DataFrame] | None = None
+        self._daily_read: set[int] = set()  # assets whose whole grid was read (maybe empty)
+        self._daily_ids: list[int] | None = None  # want_daily
+        self.memo: dict[Any, Any] = {}  # values a step derives from the 1d rows (forgotten with them)
         self._bounds: dict[int, dict[str, Any]] | None = None
         self._feed: dict[int, list[tuple[int, datetime]]] | None = None
         self._since: dict[tuple[int, int], tuple[datetime | None, int]] = {}
@@ -63,6 +66,8 @@ class BatchReads:
     def invalidate(self) -> None:
         """Forget everything derived from the 1d table (after a 1d step wrote)."""
         self._daily = self._bounds = self._feed = None
+        self._daily_read, self._daily_ids = set(), None
+        self.memo.clear()
         self._since.clear()
         self._states.clear()
 
@@ -89,21 +94,29 @@ class BatchReads:
             self._bounds = {r[0]: {"first_ts": r[1], "last_ts": r[2], "n": int(r[3])} for r in rows}
         return self._bounds.get(asset_id, {"first_ts": None, "last_ts": None, "n": 0})
 
+    def want_daily(self, asset_ids: Sequence[int]) -> None:
+        """Only these assets' whole daily grids will be asked for (the EMA step knows after
+        planning): the first :meth:`daily_frame` reads just them instead of the whole batch."""
+        self._daily_ids = sorted(set(asset_ids))
+
     def daily_frame(self, asset_id: int, from_ts: datetime | None = None) -> pd.DataFrame:
         """As :func:`ta_lab2.store.frames.daily_frame` (the same dtypes and values)."""
-        if self._daily is None:
-            self._daily = self._read_daily()
-        df = self._daily.get(asset_id)
+        if asset_id not in self._daily_read:
+            wanted = [a for a in (self.ids if self._daily_ids is None else self._daily_ids) if a not in self._daily_read]
+            got = self._read_daily(sorted({*wanted, asset_id}))
+            self._daily = {**(self._daily or {}), **got}
+            self._daily_read.update(wanted, [asset_id])
+        df = (self._daily or {}).get(asset_id)
         if df is None:
             df = frames.typed_daily(pd.DataFrame(columns=DAILY_COLS))
         if from_ts is not None:
             df = df[df["timestamp"] >= pd.Timestamp(from_ts)].reset_index(drop=True)
         return df
 
-    def _read_daily(self) -> dict[int, pd.DataFrame]:
+    def _read_daily(self, ids: list[int]) -> dict[int, pd.DataFrame]:
         cols = ", ".join(f'"{c}"' for c in DAILY_COLS)
         all_rows = io.read_frame(self.conn, f"SELECT id, {cols} FROM cmc_price_bars_1d WHERE id = ANY(%s) "
-                                            'ORDER BY id, "timestamp"', (self.ids,))
+                                            'ORDER BY id, "timestamp"', (ids,))
         if all_rows.empty:
             return {}
         typed = frames.typed_daily(all_rows)
