@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 import time
+import traceback
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -154,19 +156,48 @@ def measure_dag_run(url: str, as_of: datetime, *, server: str) -> dict[str, Any]
     timeout = _env_number(ENV_TIMEOUT, DEFAULT_TIMEOUT_S)
     out: dict[str, Any] = {"as_of": as_of.isoformat(), "parallelism": parallelism, "timeout_s": timeout,
                            "conf": {"ids": "all", "batch_size": "auto"}}
+    home = Path(tempfile.mkdtemp(prefix="ta_lab2_bench_airflow_"))
     try:
-        with throwaway_db(server, "ta_lab2_bench_meta") as meta, \
-                tempfile.TemporaryDirectory(prefix="ta_lab2_bench_airflow_") as home:
-            _run(url, meta, Path(home), as_of, parallelism, timeout, out)
+        with throwaway_db(server, "ta_lab2_bench_meta") as meta:
+            _run(url, meta, home, as_of, parallelism, timeout, out)
     except Exception as exc:  # the Airflow part must never cost the bench its other numbers
-        out.setdefault("error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        out.setdefault("error", f"{_line(exc)} (while: {out.get('step', '?')})")
         out.setdefault("diagnostics", str(exc)[-DIAGNOSTICS_CHARS:])
+    if out.get("error"):
+        out["kept_home"] = str(home)  # AIRFLOW_HOME with standalone.log and the task logs, for a post-mortem
+    else:
+        shutil.rmtree(home, ignore_errors=True)
     return out
+
+
+def _patient(call: Callable[[], Any], deadline: float, out: dict[str, Any],
+             done: Callable[[Exception], bool] = lambda exc: False) -> Any:
+    """``call()``, retried while the API answers too slowly (an api-server on a loaded 2-core
+    machine can take longer than the client's 30 s); ``done(exc)``: an error that means the call
+    had already worked (None is returned). Slow answers are counted in ``api_timeouts``."""
+    import httpx
+
+    while True:
+        try:
+            return call()
+        except (httpx.TimeoutException, httpx.ConnectError) as exc:
+            out["api_timeouts"] = out.get("api_timeouts", 0) + 1
+            if time.monotonic() > deadline:
+                raise
+            log.info("bench DAG run: the API did not answer (%s); retrying", type(exc).__name__)
+        except Exception as exc:
+            if done(exc):
+                return None
+            raise
+
+
+def _line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
 def _run(url: str, meta: str, home: Path, as_of: datetime, parallelism: int, timeout: float,
          out: dict[str, Any]) -> None:
-    from ta_lab2.local_airflow import StandaloneAirflow, sqlalchemy_url
+    from ta_lab2.local_airflow import FINISHED_RUN_STATES, AirflowApiError, StandaloneAirflow, sqlalchemy_url
     from ta_lab2.store import audit, db
 
     env = {
@@ -182,21 +213,36 @@ def _run(url: str, meta: str, home: Path, as_of: datetime, parallelism: int, tim
     af = StandaloneAirflow(home / "airflow", metadata_db_url=sqlalchemy_url(meta), env=env, parallelism=parallelism)
     try:
         t0 = time.perf_counter()
+        out["step"] = "start airflow standalone"
         af.start(timeout=600)
+        out["step"] = "wait for the DAG to be parsed"
         dag = af.wait_dag(timeout=600)
+        out["step"] = "unpause"
         af.unpause()
         out["startup_s"] = time.perf_counter() - t0
         out["max_active_tasks"] = dag.get("max_active_tasks")
+        out["step"] = "trigger"
         t1 = time.perf_counter()
-        af.trigger(out["conf"], logical_date=as_of, run_id=RUN_ID)
-        try:
-            af.wait_run(RUN_ID, timeout=timeout, poll=1.0)
-            client_wall = time.perf_counter() - t1
-        except TimeoutError:
-            client_wall = None
-            out["error"] = f"run not finished after {timeout:.0f} s ({ENV_TIMEOUT})"
-        run = af.dag_run(RUN_ID)
-        tis = af.task_instances(RUN_ID)
+        deadline = time.monotonic() + timeout
+        _patient(lambda: af.trigger(out["conf"], logical_date=as_of, run_id=RUN_ID), deadline, out,
+                 done=lambda exc: isinstance(exc, AirflowApiError) and exc.status == 409)  # a retried POST
+        out["step"] = "wait for the run"
+        client_wall = None
+        while True:
+            run = _patient(lambda: af.dag_run(RUN_ID), deadline, out)
+            if run["state"] in FINISHED_RUN_STATES:
+                client_wall = time.perf_counter() - t1
+                break
+            if time.monotonic() > deadline:
+                out["error"] = f"run still {run['state']} after {timeout:.0f} s ({ENV_TIMEOUT})"
+                break
+            if not af.running():
+                raise RuntimeError("airflow standalone is gone")
+            time.sleep(1.0)
+        out["step"] = "collect the figures"
+        late = time.monotonic() + 600
+        run = _patient(lambda: af.dag_run(RUN_ID), late, out)
+        tis = _patient(lambda: af.task_instances(RUN_ID), late, out)
         with db.connect(url) as conn:
             rows = audit.run_results(conn, RUN_ID)
         out.update(figures(run, tis, rows, parallelism=parallelism, max_active_tasks=out["max_active_tasks"],
@@ -204,8 +250,9 @@ def _run(url: str, meta: str, home: Path, as_of: datetime, parallelism: int, tim
         if out["state"] != "success":
             out.setdefault("error", f"run ended {out['state']}")
             out["diagnostics"] = af.diagnostics(RUN_ID)[-DIAGNOSTICS_CHARS:]
+        out.pop("step")
     except Exception as exc:
-        out["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        out["diagnostics"] = (str(exc) + "\n" + af.output_tail())[-DIAGNOSTICS_CHARS:]
+        out["error"] = f"{_line(exc)} (while: {out.get('step', '?')})"
+        out["diagnostics"] = (traceback.format_exc(limit=4) + "\n" + af.output_tail())[-DIAGNOSTICS_CHARS:]
     finally:
         af.stop()

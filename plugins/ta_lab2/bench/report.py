@@ -112,6 +112,7 @@ def dag_run(results: Sequence[dict[str, Any]]) -> list[str]:
             ["seen by the bench (1 s polls)", f"{_f(d.get('client_wall_s'), 1)} s"],
             ["Airflow start (not counted: db migrate, components, first parse)", f"{_f(d.get('startup_s'), 1)} s"],
             ["trigger → first task start", f"{_f(d.get('first_task_s'), 1)} s"],
+            ["bench's API calls that timed out (30 s) and were retried", str(d.get("api_timeouts", 0))],
             ["task instances (mapped instances of the group)", f"{d['task_instances']:,} ({d['mapped_instances']:,})"],
             ["task-instance states", ", ".join(f"{k} {v}" for k, v in sorted(d.get("ti_states", {}).items()))],
             ["Σ task-instance durations (REST API)", f"{_f(d['ti_s'], 1)} s"],
@@ -145,7 +146,9 @@ def dag_run(results: Sequence[dict[str, Any]]) -> list[str]:
 
 def _diagnostics(d: dict[str, Any]) -> list[str]:
     text = str(d.get("diagnostics") or "").strip()
-    return ["```", text, "```", ""] if text else []
+    kept = [f"Airflow home kept for a post-mortem: `{d['kept_home']}` (standalone.log, logs/).", ""] \
+        if d.get("kept_home") else []
+    return kept + (["```", text, "```", ""] if text else [])
 
 
 def components(r: dict[str, Any]) -> list[str]:
