@@ -75,6 +75,8 @@ def test_figures_from_the_run_its_task_instances_and_its_audit_rows() -> None:
     assert (one_d["instances"], one_d["seconds"], one_d["max_s"]) == (2, 24.0, 14.0)
     assert one_d["wait_s"] / one_d["waits"] == pytest.approx(3.0)
     assert f["ti_states"] == {"success": 4}
+    assert f["retried"] == 0
+    assert figures(RUN, [{**TIS[0], "try_number": 2}], [], parallelism=4, max_active_tasks=8)["retried"] == 1
     assert figures(RUN, TIS, AUDIT, parallelism=4, max_active_tasks=2)["slots"] == 2
 
 

@@ -116,6 +116,7 @@ def figures(run: dict[str, Any], tis: Sequence[dict[str, Any]], audit_rows: Sequ
         "first_task_s": first_task_s,
         "task_instances": len(tis),
         "ti_states": states,
+        "retried": sum(1 for t in tis if int(t.get("try_number") or 1) > 1),
         "mapped_instances": len({t["map_index"] for t in tis if int(t.get("map_index", -1)) >= 0}),
         "ti_s": ti_s,
         "engine_s": engine_s,
