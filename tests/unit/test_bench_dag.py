@@ -127,3 +127,11 @@ def test_the_report_says_when_no_dag_run_was_measured() -> None:
     assert "## Daily DAG run under LocalExecutor" in text
     assert "Not measured in this run" in text
     assert "not part of this bench" not in text.lower() and "Not in this bench" not in text
+
+
+def test_a_scale_that_crashed_before_its_dag_run_still_shows_the_dag_run_failed() -> None:
+    crashed = {"assets": 1000, "days": 400, "error": "exit 1",
+               "dag": {"error": "the scale's process failed before the DAG run (exit 1)"}}
+    text = render([crashed], {}, 1.0, complete=True)
+    assert "daily DAG run, 1,000 assets, LocalExecutor: **failed**" in text
+    assert "**The DAG run did not succeed:** the scale's process failed before the DAG run" in text

@@ -235,6 +235,8 @@ def run_bench(*, assets: int, days: int, airflow: bool, out: Path) -> int:
         dag = (a, d) == with_dag
         log.info("bench: %d assets x %d days%s", a, d, " + a LocalExecutor DAG run" if dag else "")
         results.append(_scale_subprocess(a, d, dag))
+        if dag and "dag" not in results[-1]:
+            results[-1]["dag"] = {"error": f"the scale's process failed before the DAG run ({results[-1].get('error')})"}
         with_dag = None if dag else with_dag  # once, even when two scales are equal
         out.write_text(render(results, {}, time.perf_counter() - t0, complete=False))
     overhead = task_overhead()
