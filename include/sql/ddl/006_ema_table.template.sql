@@ -27,3 +27,10 @@ CREATE TABLE IF NOT EXISTS {state} (
     updated_at         timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (id, tf, period)
 );
+
+-- Validation bounds carried by the state (EMAS.md "Validation"): min / max of the trailing
+-- median3 of the daily closes from the first grid day through last_ts, so the daily run
+-- validates its new rows without re-reading the history. NULL (a state written before these
+-- columns existed) sends the series once through the path that reads the grid.
+ALTER TABLE {state} ADD COLUMN IF NOT EXISTS median3_min double precision;
+ALTER TABLE {state} ADD COLUMN IF NOT EXISTS median3_max double precision;

@@ -55,7 +55,7 @@ def nonfinite_mask(rows: pd.DataFrame) -> np.ndarray:
     return ~np.isfinite(ema) | np.isinf(ema_bar)
 
 
-def _violations(values: np.ndarray, lower: np.ndarray, upper: np.ndarray, null_ok: bool) -> np.ndarray:
+def violation_types(values: np.ndarray, lower: np.ndarray, upper: np.ndarray, null_ok: bool) -> np.ndarray:
     """One violation type per value ('' = fine); the first matching check wins."""
     with np.errstate(invalid="ignore"):
         checks = [
@@ -97,7 +97,7 @@ def validate_emas(rows: pd.DataFrame, grid_ts: object, grid_close: object) -> pd
     parts = []
     for col, suffix, null_ok in (("ema", "", False), ("ema_bar", "_bar", True)):
         values = rows[col].to_numpy(dtype=np.float64, na_value=np.nan)
-        kind = _violations(values, lower, upper, null_ok)
+        kind = violation_types(values, lower, upper, null_ok)
         hit = np.flatnonzero(kind != "")
         parts.append((hit, values[hit], np.char.add(kind[hit], suffix)))
     if not any(len(p[0]) for p in parts):  # the usual case: skip building an empty frame

@@ -1,6 +1,6 @@
-"""The EMA step for one asset and one refresher family (EMAS.md).
+"""The EMA step for a batch of assets and one refresher family (EMAS.md).
 
-Inputs are the asset's daily grid (accepted 1d rows: ``ts`` = time_close, ``close``) and, per
+Inputs are each asset's daily grid (accepted 1d rows: ``ts`` = time_close, ``close``) and, per
 timeframe, which grid days close a completed bar: a day is canonical exactly when it is the
 scheduled last day of its window (:func:`ta_lab2.bars.windows.assign_windows`, the same
 function the bar builder uses), which is the bar table's ``is_partial_end = FALSE`` row.
@@ -9,11 +9,17 @@ Per series (tf, period), from the 1d change feed after the series' cursor:
 
 * nothing changed -> untouched;
 * the first changed day is after the series' ``last_ts`` -> continue from the stored state
-  over the new days only (the normal daily run: new days x series rows);
+  over the new days only. This is the normal daily run, and it is computed for ALL such
+  series of the batch at once (:func:`ta_lab2.emas.append.continue_emas`) from one read of
+  the state rows and one read of the grid days after each asset's cut
+  (``queries/bars_1d_tail``); the validation bounds continue from the state's
+  ``median3_min``/``median3_max``: no history is read;
 * an earlier change (backfill, revised close, rebuilt 1d) -> restart from the stored output
   rows just before that day (their ``ema``/``ema_bar`` are the state), or from scratch when
   the change precedes the seed; rows from that day on are deleted and recomputed;
-* no state (never seeded), ``full_rebuild`` -> from scratch.
+* no state (never seeded), ``full_rebuild`` -> from scratch, unless the series provably
+  cannot seed yet (too few grid days or possible canonical closes for its period: mode
+  ``unseeded``, nothing to read or write).
 
 New rows are validated (:func:`ta_lab2.emas.validate.validate_emas`); NaN/inf are never
 written; violations go to ``ema_rejects``. Rows, rejects and state commit together.
@@ -23,14 +29,16 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ta_lab2.bars.windows import assign_windows
+from ta_lab2.emas.append import block_index, canonical_upper_bound, continue_emas
 from ta_lab2.emas.compute import EmaState, compute_bar_space, compute_daily_space
-from ta_lab2.emas.validate import nonfinite_mask, validate_emas
+from ta_lab2.emas.validate import median3, nonfinite_mask, validate_emas, violation_types
 from ta_lab2.refresh.context import Batch, ComponentResult, RunOptions
 from ta_lab2.registry import EmaFamily, EmaVariant, bar_family
 from ta_lab2.store import emastore
@@ -57,10 +65,17 @@ def series_for(variant: EmaVariant, all_tfs: list[Timeframe], default_periods: l
     return {t: list(periods) for t in select(all_tfs, fam, opts.tfs or None, with_daily=True)}
 
 
+Member = tuple[int, EmaState | None, str, pd.Timestamp | None]  # (period, start, mode, delete-from)
+
+
+def _ns(value: Any) -> np.datetime64:
+    """A tz-aware instant as naive UTC ``datetime64[ns]`` (the grid's ``ts``)."""
+    return np.datetime64(pd.Timestamp(value).tz_convert(None), "ns")
+
+
 def _to_state(row: dict[str, Any]) -> EmaState:
-    return EmaState(last_ts=np.datetime64(pd.Timestamp(row["last_ts"]).tz_convert(None), "ns"),
-                    last_canonical_ts=None if row["last_canonical_ts"] is None else
-                    np.datetime64(pd.Timestamp(row["last_canonical_ts"]).tz_convert(None), "ns"),
+    return EmaState(last_ts=_ns(row["last_ts"]),
+                    last_canonical_ts=None if row["last_canonical_ts"] is None else _ns(row["last_canonical_ts"]),
                     last_bar_ema=row["last_bar_ema"], last_ema=row["last_ema"],
                     canonical_count=int(row["canonical_count"]))
 
@@ -74,6 +89,12 @@ class _Grid:
         self.days = daily["day"].to_numpy("datetime64[D]")
         self.first_day = first_day
         self._canon: dict[str, np.ndarray] = {}
+        self._m3: tuple[np.ndarray, np.ndarray] | None = None
+
+    @classmethod
+    def of(cls, batch: Batch, asset_id: int) -> _Grid:
+        daily = batch.reads.daily_frame(asset_id)
+        return cls(daily, np.datetime64(daily["day"].iloc[0], "D"))
 
     def canonical(self, tf: Timeframe) -> np.ndarray:
         if tf.tf not in self._canon:
@@ -81,52 +102,105 @@ class _Grid:
             self._canon[tf.tf] = ~np.isnat(w.win_start) & (w.win_end == self.days)
         return self._canon[tf.tf]
 
+    def median3_range(self, through: np.datetime64) -> tuple[float | None, float | None]:
+        """(min, max) of the trailing median3 of the closes over the grid days <= ``through``."""
+        if self._m3 is None:
+            m3 = median3(self.close)
+            self._m3 = np.minimum.accumulate(m3), np.maximum.accumulate(m3)
+        i = int(np.searchsorted(self.ts, through, side="right")) - 1
+        return (None, None) if i < 0 else (float(self._m3[0][i]), float(self._m3[1][i]))
+
 
 def refresh_emas(batch: Batch, asset_id: int, opts: RunOptions, family: EmaFamily) -> ComponentResult:
-    """Locks: the runner holds ``(emas.<family>, id)`` and ``("bars.1d", id)`` shared."""
-    result = ComponentResult(asset_id, f"emas.{family.name}")
-    bounds = batch.reads.bounds(asset_id)
-    if bounds["n"] == 0:
-        result.details = {"mode": "noop", "reason": "no 1d rows"}
-        return result
+    """One asset (a batch of one)."""
+    return refresh_emas_batch(batch, [asset_id], opts, family)[0]
+
+
+def refresh_emas_batch(batch: Batch, asset_ids: list[int], opts: RunOptions,
+                       family: EmaFamily) -> list[ComponentResult]:
+    """Every series of the batch planned from the batch's reads; the continued ones computed
+    together (:class:`_Appends`), the others per (asset, tf) from the asset's grid.
+    Locks: the runner holds ``(emas.<family>, id)`` and ``("bars.1d", id)`` shared."""
     all_tfs = batch.reads.timeframes()
     _, default_periods = batch.reads.periods()
-    daily = batch.reads.daily_frame(asset_id)
-    grid = _Grid(daily, np.datetime64(daily["day"].iloc[0], "D"))
-    _, rev = batch.reads.changes_since(asset_id, 0)
-    modes: dict[str, int] = defaultdict(int)
-    for variant in family.variants:
-        selection = series_for(variant, all_tfs, default_periods, opts)
-        states = {(s["tf"], s["period"]): s for s in batch.reads.state_rows(variant.state_table, "ema_state_get",
-                                                                             asset_id)}
-        for tf, periods in selection.items():
-            _refresh_tf(batch, family, variant, asset_id, tf, periods, states, grid, rev, opts, result, modes)
-    if not opts.dry_run:
-        batch.writes.execute(family.watermark_column, emastore.refresh_state_stmt(family.watermark_column),
-                             {"id": asset_id, "ts": bounds["last_ts"]})
-    result.details = {"modes": dict(modes), "src_rev": rev}
-    result.status = "dry_run" if opts.dry_run else "ok"
-    log.debug("asset %s emas.%s: %s rows written %s, %s rejects", asset_id, family.name, result.rows_written,
-              dict(modes), result.rejects)
-    return result
+    selections = [(v, series_for(v, all_tfs, default_periods, opts)) for v in family.variants]
+    appends = _Appends(family)
+    results = []
+    for asset_id in asset_ids:
+        result = ComponentResult(asset_id, f"emas.{family.name}")
+        results.append(result)
+        bounds = batch.reads.bounds(asset_id)
+        if bounds["n"] == 0:
+            result.details = {"mode": "noop", "reason": "no 1d rows"}
+            continue
+        _, rev = batch.reads.changes_since(asset_id, 0)
+        modes: dict[str, int] = defaultdict(int)
+        grid: list[_Grid] = []  # read on first need: the daily run of seeded series never needs it
+
+        def get_grid(asset_id: int = asset_id, grid: list[_Grid] = grid) -> _Grid:
+            if not grid:
+                grid.append(_Grid.of(batch, asset_id))
+            return grid[0]
+
+        for variant, selection in selections:
+            states = {(s["tf"], s["period"]): s for s in batch.reads.state_rows(variant.state_table, "ema_state_get",
+                                                                                 asset_id)}
+            for tf, periods in selection.items():
+                slow: list[Member] = []
+                for p in periods:
+                    row = states.get((tf.tf, p))
+                    mode, start, from_ts = _plan_period(batch, family, variant, asset_id, tf, p, row, bounds,
+                                                        get_grid, opts)
+                    modes[mode] += 1
+                    if mode == "append" and row is not None and row["median3_min"] is not None:
+                        appends.add(result, variant, tf, p, row, rev, bounds)
+                    elif mode not in ("noop", "unseeded"):
+                        slow.append((p, start, mode, from_ts))
+                if slow:
+                    _compute_tf(batch, family, variant, asset_id, tf, slow, get_grid(), rev, opts, result)
+        if not opts.dry_run:
+            batch.writes.execute(family.watermark_column, emastore.refresh_state_stmt(family.watermark_column),
+                                 {"id": asset_id, "ts": bounds["last_ts"]})
+        result.details = {"modes": dict(modes), "src_rev": rev}
+        result.status = "dry_run" if opts.dry_run else "ok"
+    appends.run(batch, opts)
+    for result in results:
+        log.debug("asset %s emas.%s: %s rows written %s, %s rejects", result.asset_id, family.name,
+                  result.rows_written, result.details.get("modes"), result.rejects)
+    return results
 
 
-def _plan_period(batch: Batch, variant: EmaVariant, asset_id: int, tf: Timeframe, period: int,
-                 row: dict[str, Any] | None, grid: _Grid,
+def _cannot_seed(family: EmaFamily, tf: Timeframe, period: int, bounds: dict[str, Any]) -> bool:
+    """True when the series provably has too little history to seed (so scratch would write
+    nothing): v2 needs ``tf_days * p`` grid days; bar space needs ``p`` canonical closes, at
+    most :func:`canonical_upper_bound` over the (widened) first..last day range."""
+    if family.daily_space_only:
+        return bounds["n"] < tf.tf_days_nominal * period
+    one = np.timedelta64(1, "D")
+    first = np.datetime64(pd.Timestamp(bounds["first_ts"]).tz_convert(None).floor("D"), "D") - one
+    last = np.datetime64(pd.Timestamp(bounds["last_ts"]).tz_convert(None).floor("D"), "D") + one
+    return min(bounds["n"], canonical_upper_bound(first, last, tf)) < period
+
+
+def _plan_period(batch: Batch, family: EmaFamily, variant: EmaVariant, asset_id: int, tf: Timeframe, period: int,
+                 row: dict[str, Any] | None, bounds: dict[str, Any], get_grid: Any,
                  opts: RunOptions) -> tuple[str, EmaState | None, pd.Timestamp | None]:
     """(mode, start state, delete-from instant) for one series."""
-    if row is None or opts.full_rebuild:
+    if opts.full_rebuild:
         return "scratch", None, None
+    if row is None:
+        return ("unseeded", None, None) if _cannot_seed(family, tf, period, bounds) else ("scratch", None, None)
     changed = batch.reads.changes_since(asset_id, row["src_rev"])[0]
     if changed is None:
         return "noop", None, None
-    changed = pd.Timestamp(changed).tz_convert("UTC")
     if changed > row["last_ts"]:
         return "append", _to_state(row), None
+    changed = pd.Timestamp(changed).tz_convert("UTC")
     r = resume_point(batch.conn, variant.table, asset_id, tf.tf, period, changed)
     if r["last_ts"] is None or r["last_ema"] is None:
         return "scratch", None, None
-    last = np.datetime64(pd.Timestamp(r["last_ts"]).tz_convert(None), "ns")
+    grid = get_grid()
+    last = _ns(r["last_ts"])
     seen = grid.canonical(tf) & (grid.ts <= last)
     # from the grid, not the table: v2 has no rows before its seed, yet canonical days before
     # the seed count (the state of a one-shot build saw them too)
@@ -135,54 +209,199 @@ def _plan_period(batch: Batch, variant: EmaVariant, asset_id: int, tf: Timeframe
                                  "last_canonical_ts": last_canonical}), changed
 
 
-def _refresh_tf(batch: Batch, family: EmaFamily, variant: EmaVariant, asset_id: int, tf: Timeframe,
-                periods: list[int], states: dict[tuple[str, int], dict[str, Any]], grid: _Grid, rev: int,
-                opts: RunOptions, result: ComponentResult, modes: dict[str, int]) -> None:
-    groups: dict[Any, list[tuple[int, EmaState | None, str, pd.Timestamp | None]]] = defaultdict(list)
-    for p in periods:
-        mode, start, from_ts = _plan_period(batch, variant, asset_id, tf, p, states.get((tf.tf, p)), grid, opts)
-        modes[mode] += 1
-        if mode != "noop":
-            groups[None if start is None else start.last_ts].append((p, start, mode, from_ts))
+def _compute_tf(batch: Batch, family: EmaFamily, variant: EmaVariant, asset_id: int, tf: Timeframe,
+                members: list[Member], grid: _Grid, rev: int, opts: RunOptions, result: ComponentResult) -> None:
+    """Series of one (asset, tf) computed from the asset's grid (scratch, restart, or a
+    continuation whose state lacks the validation bounds)."""
+    groups: dict[Any, list[Member]] = defaultdict(list)
+    for m in members:
+        groups[None if m[1] is None else m[1].last_ts].append(m)
     compute = compute_daily_space if family.daily_space_only else compute_bar_space
     canon = grid.canonical(tf)
     out = batch.writes
-    for last_ts, members in groups.items():
+    for last_ts, group in groups.items():
         sel = slice(None) if last_ts is None else grid.ts > last_ts
-        starts = {p: s for p, s, _, _ in members if s is not None} or None
+        starts = {p: s for p, s, _, _ in group if s is not None} or None
         rows, new_states = compute(grid.ts[sel], grid.close[sel], canon[sel], tf.tf, tf.tf_days_nominal,
-                                   [p for p, _, _, _ in members], starts)
+                                   [p for p, _, _, _ in group], starts)
         rows.insert(0, "id", asset_id)
         rejects = validate_emas(rows, grid.ts, grid.close)
-        rejects.insert(0, "alignment_source", variant.alignment_source)
         rows = rows[~nonfinite_mask(rows)]
         result.rows_written += len(rows)
         result.rejects += len(rejects)
         if opts.dry_run:
             continue
-        for p, _, mode, from_ts in members:
+        for p, _, mode, from_ts in group:
             if mode != "append":  # append only adds rows after last_ts; scratch deletes all
                 out.delete_series(variant.table, asset_id, {"tf": tf.tf, "period": p}, "ts", from_ts)
                 out.delete_series("ema_rejects", asset_id, {"alignment_source": variant.alignment_source,
                                                             "tf": tf.tf, "period": p}, "ts", from_ts)
         out.add_rows(variant.table, WRITE_COLUMNS, rows)
-        if not rejects.empty:
-            rejects.insert(1, "id", asset_id)
-            out.ema_rejects.append(rejects[list(emastore.REJECT_WRITE_COLUMNS)])
-        for p, _, _, _ in members:
-            _put_state(out, variant, asset_id, tf.tf, p, new_states.get(p), rev)
+        _queue_rejects(out, variant, asset_id, rejects)
+        for p, _, _, _ in group:
+            state = new_states.get(p)
+            m3 = grid.median3_range(state.last_ts) if state is not None else (None, None)
+            _put_state(out, variant, asset_id, tf.tf, p, state, rev, m3)
+
+
+def _queue_rejects(out: BatchWrites, variant: EmaVariant, asset_id: int, rejects: pd.DataFrame) -> None:
+    if not rejects.empty:
+        rejects.insert(0, "alignment_source", variant.alignment_source)
+        rejects.insert(1, "id", asset_id)
+        out.ema_rejects.append(rejects[list(emastore.REJECT_WRITE_COLUMNS)])
+
+
+def _utc(v: Any) -> Any:
+    return None if v is None else pd.Timestamp(v, tz="UTC").to_pydatetime()
 
 
 def _put_state(out: BatchWrites, variant: EmaVariant, asset_id: int, tf: str, period: int,
-               state: EmaState | None, rev: int) -> None:
+               state: EmaState | None, rev: int, median3_range: tuple[float | None, float | None]) -> None:
     if state is None:  # not seeded (too little history): no state, recomputed from scratch next run
         out.delete_state(variant.state_table, {"id": asset_id, "tf": tf, "period": period})
         return
-
-    def ts(v: Any) -> Any:
-        return None if v is None else pd.Timestamp(v, tz="UTC").to_pydatetime()
-
     out.put_state(variant.state_table, "ema_state_put", {
-        "id": asset_id, "tf": tf, "period": period, "last_ts": ts(state.last_ts),
-        "last_canonical_ts": ts(state.last_canonical_ts), "last_bar_ema": state.last_bar_ema,
-        "last_ema": state.last_ema, "canonical_count": state.canonical_count, "src_rev": rev})
+        "id": asset_id, "tf": tf, "period": period, "last_ts": _utc(state.last_ts),
+        "last_canonical_ts": _utc(state.last_canonical_ts), "last_bar_ema": state.last_bar_ema,
+        "last_ema": state.last_ema, "canonical_count": state.canonical_count, "src_rev": rev,
+        "median3_min": median3_range[0], "median3_max": median3_range[1]})
+
+
+class _Appends:
+    """The continued series of one batch and family, computed and written together."""
+
+    def __init__(self, family: EmaFamily) -> None:
+        self.family = family
+        self.jobs: list[tuple[ComponentResult, EmaVariant, Timeframe, int, dict[str, Any], int, dict[str, Any]]] = []
+
+    def add(self, result: ComponentResult, variant: EmaVariant, tf: Timeframe, period: int, row: dict[str, Any],
+            rev: int, bounds: dict[str, Any]) -> None:
+        self.jobs.append((result, variant, tf, period, row, rev, bounds))
+
+    def run(self, batch: Batch, opts: RunOptions) -> None:
+        if not self.jobs:
+            return
+        jobs = self.jobs
+        cuts: dict[int, datetime] = {}
+        for result, _, _, _, row, _, _ in jobs:
+            a = result.asset_id
+            cuts[a] = min(cuts.get(a, row["last_ts"]), row["last_ts"])
+        tails = batch.reads.tail(cuts)
+        # per job: where its new days start in its asset's tail and how many there are
+        last_ts = np.array([_ns(j[4]["last_ts"]) for j in jobs])
+        first_new = np.empty(len(jobs), dtype=np.int64)
+        block_len = np.empty(len(jobs), dtype=np.int64)
+        offsets, flat_ts, flat_close, flat_m3 = {}, [], [], []
+        n = 0
+        for a, tail in tails.items():
+            offsets[a] = n
+            flat_ts.append(tail.ts)
+            flat_close.append(tail.close)
+            flat_m3.append(tail.median3)
+            n += len(tail.ts)
+        g_ts = np.concatenate(flat_ts) if flat_ts else np.empty(0, "datetime64[ns]")
+        g_close = np.concatenate(flat_close) if flat_close else np.empty(0)
+        g_m3 = np.concatenate(flat_m3) if flat_m3 else np.empty(0)
+        canon_blocks: dict[tuple[int, str], np.ndarray] = {}
+        canon_parts, canon_at, c_n = [], np.empty(len(jobs), dtype=np.int64), 0
+        for j, (result, _, tf, _, _, _, _) in enumerate(jobs):
+            a = result.asset_id
+            tail = tails[a]
+            k0 = int(np.searchsorted(tail.ts, last_ts[j], side="right"))
+            first_new[j] = offsets[a] + k0
+            block_len[j] = len(tail.ts) - k0
+            key = (a, tf.tf)
+            if key not in canon_blocks:
+                w = assign_windows(tail.days, tf, tail.first_day)
+                canon_blocks[key] = np.array([c_n])
+                canon_parts.append(~np.isnat(w.win_start) & (w.win_end == tail.days))
+                c_n += len(tail.days)
+            canon_at[j] = int(canon_blocks[key][0]) + k0
+        canon_flat = np.concatenate(canon_parts) if canon_parts else np.empty(0, bool)
+        block_start, k = block_index(block_len)
+        pos = np.repeat(first_new, block_len) + k  # row -> flat tail day
+        cpos = np.repeat(canon_at, block_len) + k
+        canonical = canon_flat[cpos]
+        close = g_close[pos]
+        period = np.array([j[3] for j in jobs], dtype=np.int64)
+        tf_days = np.array([j[2].tf_days_nominal for j in jobs], dtype=np.int64)
+        last_ema = np.array([j[4]["last_ema"] for j in jobs], dtype=np.float64)
+        bar_space = not self.family.daily_space_only
+        alpha_daily = 2.0 / (tf_days * period + 1)
+        if bar_space:
+            done = continue_emas(close, canonical, block_len, alpha_daily, last_ema, 2.0 / (period + 1),
+                                 np.array([j[4]["last_bar_ema"] for j in jobs], dtype=np.float64))
+        else:
+            done = continue_emas(close, canonical, block_len, alpha_daily, last_ema)
+        # validation bounds: the state's median3 range, continued over each job's new days
+        job_of_row = np.repeat(np.arange(len(jobs)), block_len)
+        lo = np.array([j[4]["median3_min"] for j in jobs], dtype=np.float64)
+        hi = np.array([j[4]["median3_max"] for j in jobs], dtype=np.float64)
+        row_lo, row_hi = np.empty(len(pos)), np.empty(len(pos))
+        lo_now, hi_now = lo.copy(), hi.copy()
+        for step in range(int(block_len.max(initial=0))):
+            act = np.flatnonzero(block_len > step)
+            at = block_start[act] + step
+            lo_now[act] = np.minimum(lo_now[act], g_m3[pos[at]])
+            hi_now[act] = np.maximum(hi_now[act], g_m3[pos[at]])
+            row_lo[at], row_hi[at] = lo_now[act], hi_now[act]
+        bad = (violation_types(done.ema, 0.5 * row_lo, 2.0 * row_hi, False) != "") | \
+              (violation_types(done.ema_bar, 0.5 * row_lo, 2.0 * row_hi, True) != "")
+        keep = np.isfinite(done.ema) & ~np.isinf(done.ema_bar)
+        written = np.bincount(job_of_row[keep], minlength=len(jobs))
+        n_canon = np.bincount(job_of_row[canonical], minlength=len(jobs))
+        last_row = block_start + block_len - 1
+        canon_rows = np.flatnonzero(canonical)
+        last_canon_row = np.full(len(jobs), -1)
+        np.maximum.at(last_canon_row, job_of_row[canon_rows], canon_rows)
+        ts_rows = g_ts[pos]
+        for j, (result, _, _, _, _, _, _) in enumerate(jobs):
+            result.rows_written += int(written[j])
+        bad_assets = {jobs[j][0].asset_id for j in np.unique(job_of_row[bad])}
+        if opts.dry_run:
+            self._rejects(batch, jobs, bad_assets, job_of_row, ts_rows, done, write=False)
+            return
+        out = batch.writes
+        ids = np.array([j[0].asset_id for j in jobs], dtype=np.int64)
+        tfs = np.array([j[2].tf for j in jobs], dtype=object)
+        tables = np.array([j[1].table for j in jobs], dtype=object)
+        for variant in self.family.variants:
+            mine = (tables[job_of_row] == variant.table) & keep
+            if mine.any():
+                jr = job_of_row[mine]
+                out.add_rows(variant.table, WRITE_COLUMNS, pd.DataFrame({
+                    "id": ids[jr], "tf": tfs[jr], "ts": pd.DatetimeIndex(ts_rows[mine]).tz_localize("UTC"),
+                    "period": period[jr], "tf_days": tf_days[jr], "roll": ~canonical[mine],
+                    "ema": done.ema[mine], "ema_bar": done.ema_bar[mine]}))
+        self._rejects(batch, jobs, bad_assets, job_of_row, ts_rows, done, write=True)
+        for j, (result, variant, tf, p, row, rev, _) in enumerate(jobs):
+            if block_len[j] == 0:
+                state = _to_state(row)
+            else:
+                state = EmaState(
+                    last_ts=ts_rows[last_row[j]],
+                    last_canonical_ts=(ts_rows[last_canon_row[j]] if last_canon_row[j] >= 0 else
+                                       _to_state(row).last_canonical_ts),
+                    last_bar_ema=float(done.last_bar_ema[j]) if bar_space else None,
+                    last_ema=float(done.last_ema[j]), canonical_count=int(row["canonical_count"]) + int(n_canon[j]))
+            _put_state(out, variant, result.asset_id, tf.tf, p, state, rev, (float(lo_now[j]), float(hi_now[j])))
+
+    def _rejects(self, batch: Batch, jobs: list[Any], bad_assets: set[int], job_of_row: np.ndarray,
+                 ts_rows: np.ndarray, done: Any, *, write: bool) -> None:
+        """The reject rows of the (rare) assets with a flagged value, exactly as
+        :func:`validate_emas` gives them over the asset's grid."""
+        for a in sorted(bad_assets):
+            grid = _Grid.of(batch, a)
+            for variant in self.family.variants:
+                sel = [j for j, job in enumerate(jobs) if job[0].asset_id == a and job[1] is variant]
+                mask = np.isin(job_of_row, sel)
+                if not mask.any():
+                    continue
+                jr = job_of_row[mask]
+                rows = pd.DataFrame({
+                    "id": a, "tf": [jobs[j][2].tf for j in jr], "ts": pd.DatetimeIndex(ts_rows[mask]).tz_localize("UTC"),
+                    "period": [jobs[j][3] for j in jr], "ema": done.ema[mask], "ema_bar": done.ema_bar[mask]})
+                rejects = validate_emas(rows, grid.ts, grid.close)
+                jobs[sel[0]][0].rejects += len(rejects)
+                if write:
+                    _queue_rejects(batch.writes, variant, a, rejects)

@@ -76,10 +76,10 @@ def _steps() -> dict[str, BatchStep]:
     steps: dict[str, BatchStep] = {"bars.1d": _per_asset(refresh_1d)}
     for fam in BAR_FAMILIES[1:]:
         steps[f"bars.{fam.name}"] = partial(refresh_snapshots, family=fam)  # type: ignore[call-arg]
-    from ta_lab2.refresh.emas import refresh_emas  # EMA step (imports the EMA kernel lazily)
+    from ta_lab2.refresh.emas import refresh_emas_batch  # EMA step (imports the EMA kernel lazily)
 
     for efam in EMA_FAMILIES:
-        steps[f"emas.{efam.name}"] = _per_asset(partial(refresh_emas, family=efam))  # type: ignore[call-arg]
+        steps[f"emas.{efam.name}"] = partial(refresh_emas_batch, family=efam)  # type: ignore[call-arg]
     return steps
 
 

@@ -21,11 +21,24 @@ def put_asset_result(conn: psycopg.Connection, run_id: str, result: dict[str, An
     conn.execute(sqlfiles.load("queries/audit_asset_put"), _audit_row(run_id, result))
 
 
+_STAGE_COLUMNS = ("run_id", "asset_id", "component", "status", "rows_written", "repairs", "rejects", "gaps",
+                  "duration_s", "error_text", "details")
+
+
 def put_asset_results(conn: psycopg.Connection, run_id: str, results: list[dict[str, Any]]) -> None:
-    """Several audit rows in one pipelined statement (a batch's results)."""
-    if results:
-        with conn.cursor() as cur:
-            cur.executemany(sqlfiles.load("queries/audit_asset_put"), [_audit_row(run_id, r) for r in results])
+    """A batch's audit rows: one COPY into a temp stage and one upsert statement (per-row
+    upserts cost ~0.1 ms each; a daily run writes one per asset and component)."""
+    if not results:
+        return
+    rows = [_audit_row(run_id, r) for r in results]
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS _stage_run_assets "
+                 "(LIKE refresh_run_assets INCLUDING DEFAULTS) ON COMMIT DROP")
+    conn.execute("TRUNCATE _stage_run_assets")
+    names = dict(zip(_STAGE_COLUMNS, (*_STAGE_COLUMNS[:9], "error", "details"), strict=True))
+    with conn.cursor() as cur, cur.copy(f"COPY _stage_run_assets ({', '.join(_STAGE_COLUMNS)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([row[names[c]] for c in _STAGE_COLUMNS])
+    conn.execute(sqlfiles.load("queries/audit_asset_put_staged"))
 
 
 def resolve_ids(conn: psycopg.Connection, ids: list[int] | None) -> list[int]:
