@@ -73,7 +73,7 @@ up:  ## build the image and start Airflow (CeleryExecutor) + Postgres + Redis; n
 down:  ## stop the docker compose stack
 	docker compose down
 
-bench: venv  ## measure the refresh engine vs the raw COPY floor at 100 and 1,000 assets; writes docs/BENCHMARKS.md
+bench: venv  ## refresh engine vs the raw COPY floor at 100 and 1,000 assets + a LocalExecutor DAG run at 1,000; writes docs/BENCHMARKS.md
 	$(TA) bench $(ARGS)
 
 lint: venv  ## ruff (incl. Airflow AIR3 rules) and mypy

@@ -141,7 +141,9 @@ def _parser() -> argparse.ArgumentParser:
     be = sub.add_parser("bench", help="measure refresh speed against raw COPY; write docs/BENCHMARKS.md")
     be.add_argument("--assets", type=int, default=100)
     be.add_argument("--days", type=int, default=1095)
-    be.add_argument("--airflow", action="store_true", help="also time a LocalExecutor DAG run (slow)")
+    be.add_argument("--airflow", action=argparse.BooleanOptionalAction, default=True,
+                    help="time a LocalExecutor DAG run of one new day at the scale with the most assets "
+                         "(env TA_LAB2_BENCH_DAG: largest, off or an asset count); --no-airflow skips it")
     be.add_argument("--out", type=Path, default=Path("docs/BENCHMARKS.md"))
     return ap
 

@@ -323,6 +323,25 @@ class StandaloneAirflow:
         raise TimeoutError(f"airflow standalone not healthy after {timeout:.0f}s (last health: {last})\n"
                            f"{self.output_tail()}")
 
+    def warm_up(self, timeout: float = 600.0) -> float:
+        """Build the execution API before the first task needs it; return the seconds it took.
+        Its versioned routes are generated on its first request (Cadwyn), seconds of CPU inside
+        the api-server's event loop, which answers nothing else meanwhile: on a loaded machine a
+        task supervisor's first call then times out and its task is killed (and retried)."""
+        t0 = time.monotonic()
+        deadline = t0 + timeout
+        while True:
+            self._check_alive()
+            try:
+                resp = self._client.get("/execution/health", timeout=max(1.0, deadline - time.monotonic()))
+                if resp.status_code < 500:
+                    return time.monotonic() - t0
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"execution API not answering after {timeout:.0f}s\n{self.output_tail()}")
+            time.sleep(1.0)
+
     # -- HTTP -----------------------------------------------------------------------------------
     @property
     def token(self) -> str:

@@ -11,7 +11,10 @@ subprocess (so its peak RSS is its own) and a throwaway database:
    twin with the same primary key and indexes (timed), the ratio full build / floor;
 4. **one new day** loaded and refreshed the same way (wall, CPU, rows);
 5. a second new day refreshed under ``cProfile``: where the time goes (top functions);
-6. peak RSS of the process (``ru_maxrss``).
+6. peak RSS of the process (``ru_maxrss``);
+7. for one scale (the most assets; env ``TA_LAB2_BENCH_DAG``), a third new day refreshed by the
+   daily DAG under a real LocalExecutor Airflow (:mod:`ta_lab2.bench.dagrun`): trigger to
+   success, task instances, the engine's seconds and the Airflow share.
 
 Then, once, the fixed cost every Airflow task process pays before it works (fresh
 interpreters: DAG-file parse with ``airflow.sdk`` preloaded, the task body's lazy imports).
@@ -128,17 +131,20 @@ def _profile_lines(prof: cProfile.Profile, n: int = 14) -> dict[str, list[str]]:
     return out
 
 
-def measure_scale(assets: int, days: int) -> dict[str, Any]:
-    """One scale in this process (run it in a fresh subprocess: ``ru_maxrss`` is per process)."""
+def measure_scale(assets: int, days: int, *, dag: bool = False) -> dict[str, Any]:
+    """One scale in this process (run it in a fresh subprocess: ``ru_maxrss`` is per process).
+    ``dag``: afterwards, one more synthetic day refreshed by a LocalExecutor DAG run
+    (:mod:`ta_lab2.bench.dagrun`) in the same database."""
     from ta_lab2.store import db, schema
 
     res: dict[str, Any] = {"assets": assets, "days": days}
-    with throwaway_db(server_url(), "ta_lab2_bench") as url, tempfile.TemporaryDirectory() as tmp:
+    server = server_url()
+    with throwaway_db(server, "ta_lab2_bench") as url, tempfile.TemporaryDirectory() as tmp:
         with db.connect(url) as conn:
             schema.apply_schema(conn)
         res["facts"] = machine_facts(url)
-        parsed, res["parse_s"] = synth_files(assets, days)
-        hist, day1, day2 = split_days(parsed, [day_start(days - 2), day_start(days - 1)])
+        parsed, res["parse_s"] = synth_files(assets, days + 1 if dag else days)
+        hist, day1, day2, day3 = split_days(parsed, [day_start(days - 2), day_start(days - 1), day_start(days)])
         res["load_s"] = _load(url, hist)
         ids = sorted(a for pf in hist for a in pf.symbols)
         res["full"] = _refresh(url, ids, run_as_of(days - 2), "bench_full")
@@ -158,7 +164,12 @@ def measure_scale(assets: int, days: int) -> dict[str, Any]:
         res["day_profiled"] = _refresh(url, ids, run_as_of(days), "bench_day_profiled")
         prof.disable()
         res["profile"] = _profile_lines(prof)
-    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the CLI's, not Airflow's
+        if dag:
+            from ta_lab2.bench.dagrun import measure_dag_run
+
+            res["load_dag_day_s"] = _load(url, day3)
+            res["dag"] = measure_dag_run(url, run_as_of(days + 1), server=server)
     return res
 
 
@@ -186,13 +197,13 @@ def task_overhead(repeats: int = 3) -> dict[str, float]:
     return out
 
 
-def _scale_subprocess(assets: int, days: int) -> dict[str, Any]:
+def _scale_subprocess(assets: int, days: int, dag: bool = False) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         path = Path(f.name)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT), *sys.path])}
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "ta_lab2.bench.engine", str(assets), str(days), str(path)],
-                          env=env, check=False)
+    proc = subprocess.run([sys.executable, "-m", "ta_lab2.bench.engine", str(assets), str(days), str(path),
+                           *(["--dag"] if dag else [])], env=env, check=False)
     if proc.returncode != 0:
         return {"assets": assets, "days": days, "error": f"exit {proc.returncode}"}
     out: dict[str, Any] = json.loads(path.read_text())
@@ -203,34 +214,46 @@ def _scale_subprocess(assets: int, days: int) -> dict[str, Any]:
 
 def run_bench(*, assets: int, days: int, airflow: bool, out: Path) -> int:
     """Every scale, the task overhead, then the report. ``assets``/``days`` other than the CLI
-    defaults (100, 1095) replace the scale list by that one scale."""
+    defaults (100, 1095) replace the scale list by that one scale. ``airflow``: the scale chosen
+    by ``TA_LAB2_BENCH_DAG`` (default: the most assets) also gets the LocalExecutor DAG run.
+    Exit 1 when a refresh or the DAG run failed (the report is written anyway)."""
+    from ta_lab2.bench.dagrun import ENV_DAG, dag_scale
     from ta_lab2.bench.report import render
 
-    if airflow:
-        log.warning("bench: the LocalExecutor DAG run is not part of this bench (see docs/BENCHMARKS.md)")
     try:
         scales = parse_scales(os.environ.get(ENV_SCALES, DEFAULT_SCALES)) if (assets, days) == (100, 1095) \
             else parse_scales(f"{assets}x{days}")
+        with_dag = dag_scale(scales, os.environ.get(ENV_DAG)) if airflow else None
     except ValueError as exc:
         log.error("bench: %s", exc)
         return 2
+    if airflow and with_dag is None:
+        log.warning("bench: no scale gets the LocalExecutor DAG run (%s=%s)", ENV_DAG, os.environ.get(ENV_DAG))
     t0 = time.perf_counter()
     results = []
     for a, d in scales:
-        log.info("bench: %d assets x %d days", a, d)
-        results.append(_scale_subprocess(a, d))
+        dag = (a, d) == with_dag
+        log.info("bench: %d assets x %d days%s", a, d, " + a LocalExecutor DAG run" if dag else "")
+        results.append(_scale_subprocess(a, d, dag))
+        if dag and "dag" not in results[-1]:
+            results[-1]["dag"] = {"error": f"the scale's process failed before the DAG run ({results[-1].get('error')})"}
+        with_dag = None if dag else with_dag  # once, even when two scales are equal
         out.write_text(render(results, {}, time.perf_counter() - t0, complete=False))
     overhead = task_overhead()
     out.write_text(render(results, overhead, time.perf_counter() - t0, complete=True))
     log.info("wrote %s", out)
-    bad = [r for r in results if r.get("error") or r.get("full", {}).get("n_failed") or r.get("day", {}).get("n_failed")]
+    bad = [r for r in results if r.get("error") or r.get("full", {}).get("n_failed") or r.get("day", {}).get("n_failed")
+           or r.get("dag", {}).get("error")]
+    for r in bad:
+        if r.get("dag", {}).get("error"):
+            log.error("bench: DAG run at %d assets: %s", r["assets"], r["dag"]["error"])
     return 1 if bad else 0
 
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING)
     assets, days, path = int(argv[0]), int(argv[1]), Path(argv[2])
-    path.write_text(json.dumps(measure_scale(assets, days), default=str))
+    path.write_text(json.dumps(measure_scale(assets, days, dag="--dag" in argv[3:]), default=str))
     return 0
 
 
