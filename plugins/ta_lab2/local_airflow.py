@@ -196,8 +196,9 @@ class StandaloneAirflow:
         return env
 
     def start(self, timeout: float = 240.0, *, detach: bool = False) -> StandaloneAirflow:
-        """Start ``airflow standalone`` and wait until the API answers and the scheduler,
-        DAG processor and triggerer report healthy. On a timeout, stops everything and raises.
+        """Start ``airflow standalone`` and wait until the API answers, the scheduler, DAG
+        processor and triggerer report healthy and the execution API is built
+        (:meth:`warm_up`). On a timeout, stops everything and raises.
         ``detach``: keep running after this process exits (recorded in ``STATE_FILE``)."""
         if self.proc is not None or self._sid is not None:
             return self
@@ -215,6 +216,7 @@ class StandaloneAirflow:
             atexit.register(self.stop)  # a safety net when a caller forgets stop()
         try:
             self.wait_healthy(timeout)
+            self.warm_up(max(timeout, 600.0))  # no first task may meet a blocked execution API
         except BaseException:
             self.stop()
             raise
