@@ -120,14 +120,14 @@ def _last_dag_run(dag_id: str = "ta_lab2_daily_refresh") -> tuple[str, str, dict
 
 def test_cli_refreshes_during_a_dag_run_of_the_same_assets_do_not_deadlock(
         loaded_db: str, clean_build: CleanBuild, airflow_home: Path, tmp_path: Path) -> None:
-    """CLI + DAG: while a DAG run (``airflow dags test``, every task in turn) refreshes the
-    assets, CLI refreshes of the same assets run back to back (incremental, then
+    """CLI + DAG: while a DAG run (``airflow dags test``, every task in turn; one batch of all
+    the assets, as the DAG batches a large universe) refreshes them, CLI refreshes of the same assets run back to back (incremental, then
     ``--full-rebuild``, alternating). Every run succeeds at its first try (a retried deadlock
     would hide behind the DAG's task retries), the two overlap in the database, and the tables
     equal one clean run."""
     for k in range(ROUNDS + 1):
         output = tmp_path / f"dag_test_{k}.log"
-        dag = start_dag_test(loaded_db, FINAL_AS_OF, dag_conf(full_rebuild=k == 1), output)
+        dag = start_dag_test(loaded_db, FINAL_AS_OF, dag_conf(full_rebuild=k == 1, batch_size=len(ASSETS)), output)
         clis = []
         while dag.poll() is None:
             extra = ("--full-rebuild",) if len(clis) % 2 else ()
