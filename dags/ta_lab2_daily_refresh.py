@@ -53,7 +53,7 @@ PARAMS = airflow_params()  # defined once in ta_lab2.params (the CLI builds its 
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "ta_lab2",
     "retries": 2,  # only TransientWarehouseError gets here: data errors raise AirflowFailException
-    "retry_delay": timedelta(seconds=30),
+    "retry_delay": orchestration.retry_delay(),  # 30 s; env TA_LAB2_RETRY_DELAY_S (tests: 1 s)
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
     "on_failure_callback": TelegramNotifier("task_failure"),  # sends only what the digest cannot report

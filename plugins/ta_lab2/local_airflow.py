@@ -430,11 +430,16 @@ class StandaloneAirflow:
     def wait_run(self, run_id: str, timeout: float = 600.0, poll: float = 2.0, *,
                  dag_id: str | None = None) -> str:
         """Poll the run until it is ``success`` or ``failed``; return that state. Raises
-        ``TimeoutError`` (with :meth:`diagnostics`) when it is still going after ``timeout``."""
+        ``TimeoutError`` (with :meth:`diagnostics`) when it is still going after ``timeout``.
+        A poll the API answers too slowly (its one worker also serves every task's execution
+        API calls: seconds to a minute on a loaded machine) is polled again, not an error."""
         deadline = time.monotonic() + timeout
         state = "?"
         while time.monotonic() < deadline:
-            state = str(self.dag_run(run_id, dag_id=dag_id)["state"])
+            try:
+                state = str(self.dag_run(run_id, dag_id=dag_id)["state"])
+            except httpx.TimeoutException:
+                continue
             if state in FINISHED_RUN_STATES:
                 return state
             self._check_alive()

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ta_lab2 import labels
@@ -34,6 +35,17 @@ class TransientWarehouseError(RuntimeError):
     """Retryable: connection refused/reset, too many connections, serialization failure."""
 
     alert_severity = "critical"  # only alerted when the last retry failed too
+
+
+ENV_RETRY_DELAY = "TA_LAB2_RETRY_DELAY_S"
+DEFAULT_RETRY_DELAY_S = 30.0
+
+
+def retry_delay() -> timedelta:
+    """Base delay of the DAG's task retries (doubled per retry): 30 s, or env
+    ``TA_LAB2_RETRY_DELAY_S`` seconds where the DAG file is parsed (tests use 1 s)."""
+    value = os.environ.get(ENV_RETRY_DELAY, "").strip()
+    return timedelta(seconds=float(value) if value else DEFAULT_RETRY_DELAY_S)
 
 
 def as_of(context: Context) -> datetime:

@@ -127,3 +127,25 @@ def test_freshness_waits_for_bars_behind_the_source_and_audits_every_verdict(
     poke = orchestration.freshness([behind, fresh], ctx)
     assert poke.is_done is True and poke.xcom_value == [behind, fresh]
     assert verdicts() == {behind: ("ok", None), fresh: ("ok", None)}
+
+
+def test_an_audit_row_survives_its_session_being_terminated_after_the_data_commit(session_db_url: str) -> None:
+    """The audit rows are what the DAG's later tasks read (``orchestration.runnable``): a
+    connection cut between a step's commit and its audit write must not lose the ``ok`` row
+    (the next task would hold the asset back as a data failure that no retry fixes)."""
+    from ta_lab2.refresh.context import ComponentResult
+    from ta_lab2.refresh.records import Session, record_results
+
+    (asset,) = new_asset_ids(1)
+    sess = Session(session_db_url, [asset])
+    try:
+        pid = sess.connection().info.backend_pid
+        with psycopg.connect(session_db_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        record_results(sess, "audit-cut", [ComponentResult(asset, "bars.1d", status="ok")])
+    finally:
+        sess.close()
+    with psycopg.connect(session_db_url) as conn:
+        row = conn.execute("SELECT status FROM refresh_run_assets WHERE run_id = 'audit-cut' AND asset_id = %s",
+                           (asset,)).fetchone()
+    assert row == ("ok",)

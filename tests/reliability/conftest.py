@@ -22,12 +22,18 @@ DAYS = 150
 START = datetime(2024, 1, 1, tzinfo=UTC)
 FINAL_AS_OF = (START + timedelta(days=DAYS + 1)).date().isoformat()
 MID_AS_OF = (START + timedelta(days=DAYS - 40)).date().isoformat()
-SERIES = ["--tfs", "1D,7D,30D,1W_CAL_ISO,1W_CAL_US,1M_CAL,1W_CAL_ANCHOR_US,1W_CAL_ANCHOR_ISO,1M_CAL_ANCHOR",
-          "--periods", "6,10"]
+TFS = ["1D", "7D", "30D", "1W_CAL_ISO", "1W_CAL_US", "1M_CAL", "1W_CAL_ANCHOR_US", "1W_CAL_ANCHOR_ISO", "1M_CAL_ANCHOR"]
+PERIODS = [6, 10]
+SERIES = ["--tfs", ",".join(TFS), "--periods", ",".join(map(str, PERIODS))]
 
 
 def refresh_argv(ids: tuple[int, ...] = ASSETS, as_of: str = FINAL_AS_OF, *extra: str) -> list[str]:
     return ["refresh", "--all", "--ids", ",".join(map(str, ids)), "--as-of", as_of, *SERIES, *extra]
+
+
+def dag_conf(ids: tuple[int, ...] = ASSETS, **params: Any) -> dict[str, Any]:
+    """The DAG run conf of :func:`refresh_argv` (same assets and series; bars and EMAs)."""
+    return {"ids": list(ids), "tfs": TFS, "periods": PERIODS, **params}
 
 
 def _iso(t: datetime) -> str:

@@ -1,6 +1,7 @@
-"""Concurrent runs, black-box through the CLI: each pair runs at once, a few rounds; no run
-may deadlock (Postgres ``40P01`` "deadlock detected", retried or not, is a failure here) or
-fail, and the tables end equal to one clean run. Runs over different assets overlap in time.
+"""Concurrent runs, black-box through the CLI (and ``airflow dags test`` for the DAG): each pair
+runs at once, a few rounds; no run may deadlock (Postgres ``40P01`` "deadlock detected",
+retried or not, is a failure here) or fail, and the tables end equal to one clean run. Runs
+over different assets overlap in time.
 
 The lock order the runs rely on is in docs/operations/STATE_MANAGEMENT.md ("Locks")."""
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -18,10 +20,18 @@ from tests.reliability.conftest import (
     FINAL_AS_OF,
     MID_AS_OF,
     CleanBuild,
+    dag_conf,
     refresh_argv,
     state_invariants,
 )
-from tests.support.faults import assert_no_traceback, diff_snapshots, run_cli, snapshot, start_cli
+from tests.support.faults import (
+    assert_no_traceback,
+    diff_snapshots,
+    run_cli,
+    snapshot,
+    start_cli,
+    start_dag_test,
+)
 
 pytestmark = pytest.mark.slow
 ROUNDS = 2
@@ -92,3 +102,46 @@ def test_refreshes_of_different_assets_proceed_in_parallel(loaded_db: str) -> No
     overlap = (min(a1, b1) - max(a0, b0)).total_seconds()
     shorter = min((a1 - a0).total_seconds(), (b1 - b0).total_seconds())
     assert overlap > 0.5 * shorter, (a0, a1, b0, b1)  # not serialised behind each other's locks
+
+
+def _last_dag_run(dag_id: str = "ta_lab2_daily_refresh") -> tuple[str, str, dict[tuple[str, int], tuple[str, int]]]:
+    """(run id, state, {(task, map index): (state, try number)}) of the DAG's newest run in this
+    session's metadata DB (where ``airflow dags test`` ran it)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        dr = session.query(DagRun).filter_by(dag_id=dag_id).order_by(DagRun.id.desc()).first()
+        assert dr is not None, "no DAG run recorded"
+        tis = session.query(TaskInstance).filter_by(dag_id=dag_id, run_id=dr.run_id).all()
+        return dr.run_id, str(dr.state), {(t.task_id, t.map_index): (str(t.state), t.try_number) for t in tis}
+
+
+def test_cli_refreshes_during_a_dag_run_of_the_same_assets_do_not_deadlock(
+        loaded_db: str, clean_build: CleanBuild, airflow_home: Path, tmp_path: Path) -> None:
+    """CLI + DAG: while a DAG run (``airflow dags test``, every task in turn; one batch of all
+    the assets, as the DAG batches a large universe) refreshes them, CLI refreshes of the same assets run back to back (incremental, then
+    ``--full-rebuild``, alternating). Every run succeeds at its first try (a retried deadlock
+    would hide behind the DAG's task retries), the two overlap in the database, and the tables
+    equal one clean run."""
+    for k in range(ROUNDS + 1):
+        output = tmp_path / f"dag_test_{k}.log"
+        dag = start_dag_test(loaded_db, FINAL_AS_OF, dag_conf(full_rebuild=k == 1, batch_size=len(ASSETS)), output)
+        clis = []
+        while dag.poll() is None:
+            extra = ("--full-rebuild",) if len(clis) % 2 else ()
+            clis.append(run_cli(loaded_db, *refresh_argv(), "--run-id", f"cli-{k}-{len(clis)}", *extra))
+        dag.wait()
+        out = output.read_text()
+        assert_clean_exit(clis)
+        run_id, state, tis = _last_dag_run()
+        assert "deadlock detected" not in out and "Traceback (most recent call last)" not in out, out[-5000:]
+        assert dag.returncode == 0 and state == "success", out[-5000:]
+        assert {s for s, _ in tis.values()} == {"success"}, tis
+        assert max(n for _, n in tis.values()) == 1, tis  # no task retried (a deadlock is a transient error)
+        d0, d1 = _span(loaded_db, run_id)
+        spans = [_span(loaded_db, c.args[c.args.index("--run-id") + 1]) for c in clis]
+        assert any(min(d1, c1) > max(d0, c0) for c0, c1 in spans), (d0, d1, spans)  # they did run at once
+        assert state_invariants(loaded_db) == []
+        assert diff_snapshots(snapshot(loaded_db), clean_build.tables) == []

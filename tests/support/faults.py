@@ -7,6 +7,7 @@ engine internals.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -39,6 +40,21 @@ def run_cli(url: str, *argv: str, timeout: float = 300) -> subprocess.CompletedP
 def start_cli(url: str, *argv: str) -> subprocess.Popen[str]:
     return subprocess.Popen(cli_argv(*argv), cwd=ROOT, env=cli_env(url), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+
+
+def start_dag_test(url: str, logical_date: str, conf: dict[str, Any], output: Path,
+                   dag_id: str = "ta_lab2_daily_refresh") -> subprocess.Popen[str]:
+    """``airflow dags test`` (``dag.test()``: every task in one process) of the DAG against the
+    warehouse ``url``, with this process's AIRFLOW_HOME (the ``airflow_home`` fixture migrates
+    its metadata DB). Everything it prints, task logs included, goes to the file ``output``
+    (a pipe nobody reads while the run goes on would fill up and stall it)."""
+    from ta_lab2.store.db import airflow_conn_uri
+
+    # dag.test() of a DAG with a DeadlineAlert crashes on Airflow 3.3.2 (see tests/dag/test_dag_run.py)
+    env = {**cli_env(url), "AIRFLOW_CONN_TA_LAB2_DB": airflow_conn_uri(url), "TA_LAB2_DEADLINE_HOURS": "off"}
+    argv = [sys.executable, "-m", "airflow", "dags", "test", dag_id, logical_date, "-c", json.dumps(conf)]
+    with output.open("w") as out:
+        return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
 
 
 def assert_no_traceback(*texts: str) -> None:

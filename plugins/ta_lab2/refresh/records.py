@@ -55,14 +55,24 @@ class Session:
 
 
 def record_results(session: Session, run_id: str, results: Sequence[ComponentResult]) -> None:
-    """Audit rows of a batch in one transaction; an audit failure is logged, never raised."""
-    try:
-        conn = session.connection()
-        audit.put_asset_results(conn, run_id, [r.to_dict() for r in results])
-        conn.commit()
-    except Exception as exc:
-        session.reset()
-        log.warning("%d audit rows of run %s not written: %s", len(results), run_id, exc)
+    """Audit rows of a batch in one transaction; an audit failure is logged, never raised.
+
+    A broken connection (e.g. the session terminated right after the step's data commit) is
+    retried once on a new one: the DAG's later tasks read these rows (``orchestration.runnable``),
+    and a lost ``ok`` row would hold the asset back as a failure no task retry repairs."""
+    rows = [r.to_dict() for r in results]
+    for attempt in (1, 2):
+        try:
+            conn = session.connection()
+            audit.put_asset_results(conn, run_id, rows)
+            conn.commit()
+            return
+        except Exception as exc:
+            session.reset()
+            if attempt == 1 and db.is_transient(exc):
+                continue
+            log.warning("%d audit rows of run %s not written: %s", len(results), run_id, exc)
+            return
 
 
 def record_result(url: str, run_id: str, result: ComponentResult) -> None:
