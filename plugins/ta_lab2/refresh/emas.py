@@ -181,10 +181,9 @@ def refresh_emas_batch(batch: Batch, asset_ids: list[int], opts: RunOptions,
 
 
 def _day_span(bounds: dict[str, Any]) -> tuple[np.datetime64, np.datetime64]:
-    """A range of days that contains the asset's grid (its first and last instants' UTC days,
-    widened by one day each way: a grid day is the UTC day of a row's time_open)."""
-    one = np.timedelta64(1, "D")
-    return _ns(bounds["first_ts"]).astype("datetime64[D]") - one, _ns(bounds["last_ts"]).astype("datetime64[D]") + one
+    """The asset's first and last grid days (a grid day is the UTC day of a row's time_open).
+    Exact, not widened: a day before the first would add an anchored bar ending on it."""
+    return _ns(bounds["first_open"]).astype("datetime64[D]"), _ns(bounds["last_open"]).astype("datetime64[D]")
 
 
 def _mode(batch: Batch, family: EmaFamily, asset_id: int, tf: Timeframe, period: int, row: dict[str, Any] | None,

@@ -86,13 +86,16 @@ class BatchReads:
         return self._periods
 
     def bounds(self, asset_id: int) -> dict[str, Any]:
-        """As ``bars_1d_bounds``: first/last accepted 1d instant and the row count."""
+        """As ``bars_1d_bounds``: first/last accepted 1d instant and the row count, plus the
+        first/last ``time_open`` (their UTC days are the grid's first and last days)."""
         if self._bounds is None:
             rows = self.conn.execute(
-                'SELECT id, min("timestamp"), max("timestamp"), count(*) FROM cmc_price_bars_1d '
-                "WHERE id = ANY(%s) GROUP BY id", (self.ids,)).fetchall()
-            self._bounds = {r[0]: {"first_ts": r[1], "last_ts": r[2], "n": int(r[3])} for r in rows}
-        return self._bounds.get(asset_id, {"first_ts": None, "last_ts": None, "n": 0})
+                'SELECT id, min("timestamp"), max("timestamp"), count(*), min(time_open), max(time_open) '
+                "FROM cmc_price_bars_1d WHERE id = ANY(%s) GROUP BY id", (self.ids,)).fetchall()
+            self._bounds = {r[0]: {"first_ts": r[1], "last_ts": r[2], "n": int(r[3]), "first_open": r[4],
+                                   "last_open": r[5]} for r in rows}
+        return self._bounds.get(asset_id, {"first_ts": None, "last_ts": None, "n": 0, "first_open": None,
+                                           "last_open": None})
 
     def want_daily(self, asset_ids: Sequence[int]) -> None:
         """Only these assets' whole daily grids will be asked for (the EMA step knows after
