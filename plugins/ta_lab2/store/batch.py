@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import psycopg
 from psycopg import sql
@@ -83,15 +84,33 @@ class BatchReads:
             df = df[df["timestamp"] >= pd.Timestamp(from_ts)].reset_index(drop=True)
         return df
 
+    def daily_frames_from(self, from_ts: dict[int, datetime]) -> dict[int, pd.DataFrame]:
+        """``daily_frame(a, from_ts[a])`` of every asset named, in ONE query reading only those
+        rows (the append path's new days), or sliced from the whole-history read when made."""
+        if self._daily is not None or not from_ts:
+            return {a: self.daily_frame(a, ts) for a, ts in from_ts.items()}
+        cols = ", ".join(f'd."{c}"' for c in DAILY_COLS)
+        rows = io.read_frame(self.conn, f"SELECT d.id, {cols} FROM cmc_price_bars_1d AS d "
+                                        "JOIN unnest(%s::integer[], %s::timestamptz[]) AS k(id, from_ts) "
+                                        'ON d.id = k.id AND d."timestamp" >= k.from_ts ORDER BY d.id, d."timestamp"',
+                             (list(from_ts), [pd.Timestamp(t).to_pydatetime() for t in from_ts.values()]))
+        out = self._split_by_id(frames.typed_daily(rows if not rows.empty else pd.DataFrame(columns=["id", *DAILY_COLS])))
+        empty = frames.typed_daily(pd.DataFrame(columns=DAILY_COLS))
+        return {a: out.get(a, empty) for a in from_ts}
+
     def _read_daily(self) -> dict[int, pd.DataFrame]:
         cols = ", ".join(f'"{c}"' for c in DAILY_COLS)
         all_rows = io.read_frame(self.conn, f"SELECT id, {cols} FROM cmc_price_bars_1d WHERE id = ANY(%s) "
                                             'ORDER BY id, "timestamp"', (self.ids,))
         if all_rows.empty:
             return {}
-        typed = frames.typed_daily(all_rows)
+        return self._split_by_id(frames.typed_daily(all_rows))
+
+    @staticmethod
+    def _split_by_id(typed: pd.DataFrame) -> dict[int, pd.DataFrame]:
+        """A typed daily frame with an ``id`` column (sorted by id, timestamp), per asset."""
         ids = typed.pop("id").to_numpy()
-        cuts = [0, *(i for i in range(1, len(ids)) if ids[i] != ids[i - 1]), len(ids)]
+        cuts = [0, *(np.flatnonzero(ids[1:] != ids[:-1]) + 1).tolist(), len(ids)]
         return {int(ids[a]): typed.iloc[a:b].reset_index(drop=True) for a, b in zip(cuts, cuts[1:], strict=False)}
 
     def changes_since(self, asset_id: int, since_rev: int) -> tuple[datetime | None, int]:
