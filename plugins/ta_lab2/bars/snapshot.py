@@ -29,7 +29,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from ta_lab2.bars.windows import Windows, assign_windows, day_number
+from ta_lab2.bars.windows import Windows, as_day_numbers, in_a_bar, window_numbers
 from ta_lab2.timeframes import Timeframe
 
 SNAPSHOT_COLUMNS: tuple[str, ...] = (
@@ -72,53 +72,75 @@ def build_snapshots_many(
     series: Sequence[tuple[pd.DataFrame, Timeframe, np.datetime64, int]],
     tails: pd.DataFrame | None = None,
 ) -> Snapshots:
-    """:func:`build_snapshots` of several (daily, tf, first_day, asset_id) series in one pass:
-    the concatenation of their outputs in the given order, each row's series index and volume
-    compensation. Every aggregate is per bar (a bar never spans two series), so each series'
-    rows equal its own :func:`build_snapshots` bit for bit; the pandas/numpy work is paid once.
-
-    ``tails`` (optional, one row per series, :data:`TAIL_COLUMNS`; ``bar_seq`` NaN = none): the
-    series' newest stored row, its ``daily`` then holding only days after that row's day. A
-    series' first bar continues the tail's bar when it has the tail's ``bar_seq``: its rows are
-    the full build's rows of those days (the append path)."""
+    """:func:`build_snapshots` of several (daily, tf, first_day, asset_id) series in one pass
+    (:func:`build_snapshots_spans` of their frames put end to end)."""
     if not series:
         raise ValueError("build_snapshots_many needs at least one series")
-    parts, wins, xs, news, names, days_nominal, ids, firsts = [], [], [], [], [], [], [], []
-    for daily, tf, first_day, asset_id in series:
-        days = _check_daily(daily, tf)
-        win = assign_windows(days, tf, first_day)
-        keep = ~np.isnat(win.win_start)
-        parts.append(daily.iloc[np.flatnonzero(keep)])
-        win = Windows(*(a[keep] for a in win))
-        wins.append(win)
-        xs.append(days[keep].astype("datetime64[D]").astype(np.int64))
-        seq = win.bar_seq.astype(np.int64)
-        new = np.ones(seq.size, dtype=bool)
-        new[1:] = seq[1:] != seq[:-1]
-        news.append(new)
-        names.append(tf.tf)
-        days_nominal.append(tf.tf_days_nominal)
-        ids.append(asset_id)
-        firsts.append(day_number(first_day, "first_day"))
-    counts = np.array([len(x) for x in xs], dtype=np.int64)
-    which = np.repeat(np.arange(len(series)), counts)
-    daily = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
-    win = Windows(*(np.concatenate([w[k] for w in wins]) for k in range(3)))
-    x = np.concatenate(xs)
-    new = np.concatenate(news)
-    seq = win.bar_seq.astype(np.int64)
+    frames = [s[0] for s in series]
+    ends = np.cumsum([len(d) for d in frames])
+    daily = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
+    return build_snapshots_spans(daily, np.stack([np.concatenate(([0], ends[:-1])), ends], axis=1),
+                                 [s[1] for s in series], [s[2] for s in series], [s[3] for s in series], tails)
+
+
+def build_snapshots_spans(
+    daily: pd.DataFrame, spans: np.ndarray, tfs: Sequence[Timeframe], first_days: Sequence[np.datetime64],
+    asset_ids: Sequence[int], tails: pd.DataFrame | None = None,
+) -> Snapshots:
+    """Snapshot rows of many series in one pass: series i is timeframe ``tfs[i]`` of asset
+    ``asset_ids[i]`` (first observed day ``first_days[i]``) over the daily rows
+    ``daily[spans[i, 0]:spans[i, 1]]`` (one asset's days, sorted; series may share rows).
+    Returns the concatenation of each series' :func:`build_snapshots` in series order, each
+    row's series index and volume compensation. Every aggregate is per bar (a bar never spans
+    two series), so each series' rows are its own build's bit for bit; the work is vectorised
+    over all series (per distinct timeframe for the windows).
+
+    ``tails`` (optional, one row per series, :data:`TAIL_COLUMNS`; ``bar_seq`` NaN = none): the
+    series' newest stored row, its span then holding only days after that row's day. A
+    series' first bar continues the tail's bar when it has the tail's ``bar_seq``: its rows are
+    the full build's rows of those days (the append path)."""
+    if not len(tfs):
+        raise ValueError("build_snapshots_spans needs at least one series")
+    all_days = _check_daily(daily)
+    spans = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+    lengths = spans[:, 1] - spans[:, 0]
+    which = np.repeat(np.arange(len(tfs)), lengths)
+    rows = np.arange(which.size) - np.repeat(np.cumsum(lengths) - lengths - spans[:, 0], lengths)
+    x = all_days[rows]
+    f_series = as_day_numbers(np.asarray(first_days, dtype="datetime64[ns]"), "first_day")
+    f = f_series[which]
+    same = which[1:] == which[:-1]
+    if np.any(same & (np.diff(x) <= 0)) or np.any(x < f):
+        raise ValueError("each series' days must be sorted, unique and >= its first_day")
+    names = np.asarray([t.tf for t in tfs], dtype=object)
+    seq, start, end = np.empty(x.size, dtype=np.int64), np.empty(x.size, dtype=np.int64), np.empty(x.size, dtype=np.int64)
+    keep = np.empty(x.size, dtype=bool)
+    kinds, code = np.unique(names, return_inverse=True)
+    by_name = {t.tf: t for t in tfs}
+    row_code = code[which]
+    for k, name in enumerate(kinds):
+        m = row_code == k
+        tf = by_name[name]
+        seq[m], start[m], end[m] = window_numbers(x[m], f[m], tf)
+        keep[m] = in_a_bar(seq[m], tf)
+    rows, which, x, f, seq, start, end = (a[keep] for a in (rows, which, x, f, seq, start, end))
+    counts = np.bincount(which, minlength=len(tfs))
+    daily = daily.take(rows).reset_index(drop=True)
+    win = Windows(seq, start.astype("datetime64[D]"), end.astype("datetime64[D]"))
+    new = np.ones(seq.size, dtype=bool)
+    new[1:] = (seq[1:] != seq[:-1]) | (which[1:] != which[:-1])
     gid = np.cumsum(new) - 1
     first_pos = np.flatnonzero(new)[gid]
-    seed = _seeds(tails, counts, seq, x - win.win_start.astype(np.int64) + 1, gid, int(new.sum()))
+    seed = _seeds(tails, counts, seq, x - start + 1, gid, int(new.sum()))
     out = {
-        "id": np.asarray(ids, dtype=np.int64)[which],
-        "tf": pd.array(np.asarray(names, dtype=object)[which].tolist(), dtype="str"),
-        "tf_days": np.asarray(days_nominal, dtype=np.int64)[which],
+        "id": np.asarray(asset_ids, dtype=np.int64)[which],
+        "tf": pd.array(names[which].tolist(), dtype="str"),
+        "tf_days": np.asarray([t.tf_days_nominal for t in tfs], dtype=np.int64)[which],
         "bar_seq": seq,
     }
     prices, comp = _price_columns(daily, gid, new, first_pos, seed)
     out |= prices
-    out |= _calendar_columns(x, win, np.asarray(firsts, dtype=np.int64)[which], new, first_pos, seed)
+    out |= _calendar_columns(x, win, f, new, first_pos, seed)
     return Snapshots(pd.DataFrame(out, columns=list(SNAPSHOT_COLUMNS)), which, comp)
 
 
@@ -149,17 +171,17 @@ def _seeds(tails: pd.DataFrame | None, counts: np.ndarray, seq: np.ndarray, pos:
     return _Seed(on[gid], at[gid], tails if on.any() else None)
 
 
-def _check_daily(daily: pd.DataFrame, tf: Timeframe) -> np.ndarray:
-    """Validate the input frame; return its days as a datetime64 array."""
+def _check_daily(daily: pd.DataFrame) -> np.ndarray:
+    """Validate the input frame; return its days as epoch day numbers."""
     missing = [c for c in SNAPSHOT_INPUT_COLUMNS if c not in daily.columns]
     if missing:
-        raise ValueError(f"{tf.tf}: daily frame lacks columns {missing}")
+        raise ValueError(f"daily frame lacks columns {missing}")
     naive = [c for c in _TIME_COLUMNS if not isinstance(daily[c].dtype, pd.DatetimeTZDtype)]
     if naive:
-        raise ValueError(f"{tf.tf}: columns {naive} must be tz-aware (UTC) timestamps")
+        raise ValueError(f"columns {naive} must be tz-aware (UTC) timestamps")
     if not np.issubdtype(daily["day"].dtype, np.datetime64):
-        raise ValueError(f"{tf.tf}: column 'day' must be naive datetime64 days, got {daily['day'].dtype}")
-    return daily["day"].to_numpy()
+        raise ValueError(f"column 'day' must be naive datetime64 days, got {daily['day'].dtype}")
+    return as_day_numbers(daily["day"].to_numpy(), "days")
 
 
 def _price_columns(daily: pd.DataFrame, gid: np.ndarray, new: np.ndarray, first_pos: np.ndarray,

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 
-from ta_lab2.bars.snapshot import SNAPSHOT_COLUMNS, TAIL_COLUMNS, Snapshots, build_snapshots_many
+from ta_lab2.bars.snapshot import SNAPSHOT_COLUMNS, TAIL_COLUMNS, Snapshots, build_snapshots_spans
 from ta_lab2.bars.windows import window_containing
 from ta_lab2.refresh.context import Batch, ComponentResult, RunOptions
 from ta_lab2.registry import BarFamily
@@ -42,14 +42,18 @@ def _day(ts: Any) -> np.datetime64:
 
 
 def _restart(batch: Batch, asset_id: int, state: dict[str, Any] | None, first_ts: datetime,
-             full: bool) -> tuple[str, np.datetime64 | None]:
-    """('rebuild', None) | ('noop', None) | ('window' | 'append', first changed day)."""
+             full: bool, days: dict[int, np.datetime64 | None]) -> tuple[str, np.datetime64 | None]:
+    """('rebuild', None) | ('noop', None) | ('window' | 'append', first changed day).
+    ``days`` memoises the first changed day per cursor (the series of an asset share theirs)."""
     if state is None or full or state["daily_min_seen"] != first_ts:
         return "rebuild", None
-    changed, _ = batch.reads.changes_since(asset_id, state["src_rev"])
-    if changed is None:
+    rev = state["src_rev"]
+    if rev not in days:
+        changed = batch.reads.changes_since(asset_id, rev)[0]
+        days[rev] = None if changed is None else _day(changed)
+    day = days[rev]
+    if day is None:
         return "noop", None
-    day = _day(changed)
     appends = state.get("last_volume_comp") is not None and state["last_time_close"] is not None \
         and state["last_time_close"] < pd.Timestamp(day, tz="UTC")
     return ("append" if appends else "window"), day
@@ -57,14 +61,21 @@ def _restart(batch: Batch, asset_id: int, state: dict[str, Any] | None, first_ts
 
 def _plan(batch: Batch, family: BarFamily, asset_id: int, tfs: list[Timeframe],
           first_ts: datetime, opts: RunOptions) -> list[tuple[Timeframe, str, np.datetime64 | None, np.datetime64]]:
+    """Per timeframe (tf, mode, first changed day, first day to read: the window start of the
+    changed day, the asset's first day for a rebuild, the changed day itself for an append)."""
     states = {s["tf"]: s for s in batch.reads.state_rows(family.state_table, "snapshot_state_get", asset_id)}
     first_day = _day(first_ts)
+    days: dict[int, np.datetime64 | None] = {}
     plan: list[tuple[Timeframe, str, np.datetime64 | None, np.datetime64]] = []
     for tf in tfs:
-        mode, changed = _restart(batch, asset_id, states.get(tf.tf), first_ts, opts.full_rebuild)
-        start = first_day if changed is None else window_containing(changed, tf, first_day)[1]
+        mode, changed = _restart(batch, asset_id, states.get(tf.tf), first_ts, opts.full_rebuild, days)
+        start = first_day if changed is None else changed if mode == "append" else _window_start(changed, tf, first_day)
         plan.append((tf, mode, changed, start))
     return plan
+
+
+def _window_start(changed: np.datetime64, tf: Timeframe, first_day: np.datetime64) -> np.datetime64:
+    return window_containing(changed, tf, first_day)[1]
 
 
 def _tails(batch: Batch, family: BarFamily, planned: list[list[Any]]) -> pd.DataFrame | None:
@@ -80,7 +91,7 @@ def _tails(batch: Batch, family: BarFamily, planned: list[list[Any]]) -> pd.Data
     for p in want:
         i = at.get((p[0], p[1].tf))
         if i is None or newest[i] >= pd.Timestamp(p[3], tz="UTC"):
-            p[2], p[5] = "window", None
+            p[2], p[4] = "window", _window_start(p[3], p[1], _day(p[7]["first_ts"]))
         else:
             p[5] = i
     return tails[list(TAIL_COLUMNS)]
@@ -107,7 +118,8 @@ def refresh_snapshots(batch: Batch, asset_ids: list[int], opts: RunOptions,
     ``(bars.<family>, id)`` and ``("bars.1d", id)`` shared (:func:`ta_lab2.refresh.runner.locks_for`)."""
     tfs = bar_timeframes(batch.reads.timeframes(), family, opts)
     results = []
-    planned: list[list[Any]] = []  # [asset, tf, mode, changed, start, tail row | None], then result/bounds/rev
+    # per series: [asset, tf, mode, changed day, first day to read, tail row | None, result, bounds, src_rev]
+    planned: list[list[Any]] = []
     for asset_id in asset_ids:
         result = ComponentResult(asset_id, f"bars.{family.name}")
         results.append(result)
@@ -121,57 +133,65 @@ def refresh_snapshots(batch: Batch, asset_ids: list[int], opts: RunOptions,
             if mode != "noop":
                 planned.append([asset_id, tf, mode, changed, start, None, result, bounds, rev])
     tails = _tails(batch, family, planned)
-    first: dict[int, np.datetime64] = {}  # per asset, the earliest day read: a window start, or the new days
-    whole: set[int] = set()  # assets with a series that is not appended (read from the whole-history read)
-    for p in planned:
-        day = p[3] if p[2] == "append" else p[4]
-        first[p[0]] = min(first.get(p[0], day), day)
-        if p[2] != "append":
-            whole.add(p[0])
-    daily = batch.reads.daily_frames_from({a: pd.Timestamp(d, tz="UTC") for a, d in first.items() if a not in whole})
-    daily |= {a: batch.reads.daily_frame(a, pd.Timestamp(first[a], tz="UTC")) for a in whole}
-    jobs, inputs, tail_at = [], [], []
-    for asset_id, tf, mode, changed, start, tail, result, bounds, rev in planned:
-        modes = result.details["modes"]
-        modes[mode] = modes.get(mode, 0) + 1
-        frm = None if changed is None else pd.Timestamp(changed, tz="UTC")
-        one = daily[asset_id]
-        one = one[one["timestamp"] >= frm] if mode == "append" else one[one["day"] >= pd.Timestamp(start)]
-        jobs.append((result, tf, frm, bounds, rev, tail))
-        inputs.append((one, tf, _day(bounds["first_ts"]), asset_id))
-        tail_at.append(-1 if tail is None else tail)
-    if jobs:
-        seeds = None if tails is None else tails.reindex(tail_at).reset_index(drop=True)
-        _write_all(batch, family, jobs, build_snapshots_many(inputs, seeds), tails, opts)
+    if planned:
+        _write_all(batch, family, planned, _build(batch, planned, tails), tails, opts)
     for result in results:
         log.debug("asset %s bars.%s: %s rows written %s", result.asset_id, family.name, result.rows_written,
                   result.details.get("modes"))
     return results
 
 
-def _write_all(batch: Batch, family: BarFamily, jobs: list[tuple[Any, ...]], built: Snapshots,
+def _build(batch: Batch, planned: list[list[Any]], tails: pd.DataFrame | None) -> Snapshots:
+    """Every planned series in one :func:`build_snapshots_spans`: each asset's daily rows read
+    once (only the new days when all its series append), each series a span of them."""
+    first: dict[int, np.datetime64] = {}  # per asset, the earliest day a series needs
+    whole: set[int] = set()  # assets with a series that is not appended (sliced from the whole-history read)
+    for p in planned:
+        first[p[0]] = min(first.get(p[0], p[4]), p[4])
+        if p[2] != "append":
+            whole.add(p[0])
+    daily = batch.reads.daily_frames_from({a: pd.Timestamp(d, tz="UTC") for a, d in first.items() if a not in whole})
+    daily |= {a: batch.reads.daily_frame(a, pd.Timestamp(first[a], tz="UTC")) for a in whole}
+    assets = list(daily)
+    offset = dict(zip(assets, np.cumsum([0] + [len(daily[a]) for a in assets[:-1]]).tolist(), strict=True))
+    days = {a: daily[a]["day"].to_numpy() for a in assets}
+    instants = {a: daily[a]["timestamp"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy() for a in assets}
+    spans = np.empty((len(planned), 2), dtype=np.int64)
+    for k, p in enumerate(planned):  # an append reads the rows from its changed day on, as the window path keeps
+        on = instants[p[0]] if p[2] == "append" else days[p[0]]
+        spans[k] = offset[p[0]] + np.searchsorted(on, np.datetime64(p[4], "ns")), offset[p[0]] + len(on)
+    frame = pd.concat([daily[a] for a in assets], ignore_index=True) if len(assets) > 1 else daily[assets[0]]
+    seeds = None if tails is None else tails.reindex([-1 if p[5] is None else p[5] for p in planned])
+    return build_snapshots_spans(frame, spans, [p[1] for p in planned], [_day(p[7]["first_ts"]) for p in planned],
+                                 [p[0] for p in planned], None if seeds is None else seeds.reset_index(drop=True))
+
+
+def _write_all(batch: Batch, family: BarFamily, planned: list[list[Any]], built: Snapshots,
                tails: pd.DataFrame | None, opts: RunOptions) -> None:
     """Keep each series' rows from its changed day on, count them, queue the writes."""
     rows, which, comp = built
     ts = rows["timestamp"].array
-    from_ts = pd.array([j[2] if j[2] is not None else pd.NaT for j in jobs], dtype=ts.dtype)
+    from_ts = pd.array([pd.NaT if p[3] is None else pd.Timestamp(p[3], tz="UTC") for p in planned], dtype=ts.dtype)
     cut = from_ts.take(which)
     keep = np.asarray(cut.isna() | (ts >= cut), dtype=bool)
     rows, which, comp = rows[keep].reset_index(drop=True), which[keep], comp[keep]
-    n = np.bincount(which, minlength=len(jobs))
-    gaps = np.bincount(which, weights=rows["is_missing_days"].to_numpy(bool), minlength=len(jobs))
+    n = np.bincount(which, minlength=len(planned))
+    gaps = np.bincount(which, weights=rows["is_missing_days"].to_numpy(bool), minlength=len(planned))
     ends = np.cumsum(n)
-    for k, job in enumerate(jobs):
-        job[0].rows_written += int(n[k])
-        job[0].gaps += int(gaps[k])
+    for k, p in enumerate(planned):
+        result = p[6]
+        result.rows_written += int(n[k])
+        result.gaps += int(gaps[k])
+        result.details["modes"][p[2]] = result.details["modes"].get(p[2], 0) + 1
     if opts.dry_run:
         return
     out = batch.writes
     out.add_rows(family.table, SNAPSHOT_COLUMNS, rows)
     bar_seq, time_close = rows["bar_seq"].to_numpy(), rows["time_close"].array
-    for k, (result, tf, frm, bounds, rev, tail) in enumerate(jobs):
-        out.delete_series(family.table, result.asset_id, {"tf": tf.tf}, "timestamp", frm)
-        state = {"id": result.asset_id, "tf": tf.tf, "daily_min_seen": bounds["first_ts"],
+    for k, (asset_id, tf, mode, changed, _start, tail, _result, bounds, rev) in enumerate(planned):
+        if mode != "append":  # an appended series has no row from its changed day on: its newest is older
+            out.delete_series(family.table, asset_id, {"tf": tf.tf}, "timestamp", from_ts[k] if changed is not None else None)
+        state = {"id": asset_id, "tf": tf.tf, "daily_min_seen": bounds["first_ts"],
                  "daily_max_seen": bounds["last_ts"], "src_rev": rev}
         if n[k]:  # the newest row after the write is the series' newest written row (rows are in time order)
             last = ends[k] - 1
