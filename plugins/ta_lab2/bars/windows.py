@@ -58,7 +58,7 @@ def in_a_bar(seq: np.ndarray, tf: Timeframe) -> np.ndarray:
     return np.ones(seq.size, dtype=bool) if tf.roll_policy == "calendar_anchor" else seq != NO_BAR
 
 
-def window_numbers(x: np.ndarray, f: np.ndarray, tf: Timeframe) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def window_numbers(x: np.ndarray, f: np.ndarray | np.int64, tf: Timeframe) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`assign_windows` on epoch day numbers ``x``, unchecked, with the first day ``f``
     given per day (days of many assets at once) or once: (bar_seq, first day, last day) as
     int64 arrays, ``bar_seq = -1`` (and meaningless days) for days in no bar."""
@@ -139,7 +139,7 @@ def _unit_start(u: np.ndarray, tf: Timeframe) -> np.ndarray:
     return (u - _EPOCH_YEAR).astype("datetime64[Y]").astype("datetime64[D]").astype(np.int64)
 
 
-def _first_full_unit(f: np.ndarray, tf: Timeframe) -> np.ndarray:
+def _first_full_unit(f: np.ndarray | np.int64, tf: Timeframe) -> np.ndarray:
     """The first unit starting on or after day number ``f`` (for D: ``f`` itself), per day."""
     f = np.atleast_1d(np.asarray(f, dtype=np.int64))
     uf = _unit_index(f, tf)

@@ -199,7 +199,7 @@ def _write_all(batch: Batch, family: BarFamily, planned: list[list[Any]], built:
                 **state, "last_bar_seq": int(bar_seq[last]), "last_time_close": time_close[last].to_pydatetime(),
                 "last_volume_comp": float(comp[last])})
         else:  # an appended series keeps its newest row (and its compensation); else it is unknown
-            state["last_volume_comp"] = None if tail is None else float(tails["volume_comp"].iloc[tail])
+            state["last_volume_comp"] = None if tail is None or tails is None else float(tails["volume_comp"].iloc[tail])
             out.after_rows.append(partial(_state_from_table, out, family, state))
 
 
