@@ -60,11 +60,10 @@ def _restart(batch: Batch, asset_id: int, state: dict[str, Any] | None, first_ts
 
 
 def _plan(batch: Batch, family: BarFamily, asset_id: int, tfs: list[Timeframe],
-          first_ts: datetime, opts: RunOptions) -> list[tuple[Timeframe, str, np.datetime64 | None, np.datetime64]]:
+          first_ts: datetime, first_day: np.datetime64, opts: RunOptions) -> list[tuple[Timeframe, str, np.datetime64 | None, np.datetime64]]:
     """Per timeframe (tf, mode, first changed day, first day to read: the window start of the
     changed day, the asset's first day for a rebuild, the changed day itself for an append)."""
     states = {s["tf"]: s for s in batch.reads.state_rows(family.state_table, "snapshot_state_get", asset_id)}
-    first_day = _day(first_ts)
     days: dict[int, np.datetime64 | None] = {}
     plan: list[tuple[Timeframe, str, np.datetime64 | None, np.datetime64]] = []
     for tf in tfs:
@@ -91,7 +90,7 @@ def _tails(batch: Batch, family: BarFamily, planned: list[list[Any]]) -> pd.Data
     for p in want:
         i = at.get((p[0], p[1].tf))
         if i is None or newest[i] >= pd.Timestamp(p[3], tz="UTC"):
-            p[2], p[4] = "window", _window_start(p[3], p[1], _day(p[7]["first_ts"]))
+            p[2], p[4] = "window", _window_start(p[3], p[1], p[9])
         else:
             p[5] = i
     return tails[list(TAIL_COLUMNS)]
@@ -118,7 +117,8 @@ def refresh_snapshots(batch: Batch, asset_ids: list[int], opts: RunOptions,
     ``(bars.<family>, id)`` and ``("bars.1d", id)`` shared (:func:`ta_lab2.refresh.runner.locks_for`)."""
     tfs = bar_timeframes(batch.reads.timeframes(), family, opts)
     results = []
-    # per series: [asset, tf, mode, changed day, first day to read, tail row | None, result, bounds, src_rev]
+    # per series: [asset, tf, mode, changed day, first day to read, tail row | None, result, bounds, src_rev,
+    #              the asset's first day]
     planned: list[list[Any]] = []
     for asset_id in asset_ids:
         result = ComponentResult(asset_id, f"bars.{family.name}")
@@ -129,9 +129,10 @@ def refresh_snapshots(batch: Batch, asset_ids: list[int], opts: RunOptions,
             continue
         _, rev = batch.reads.changes_since(asset_id, 0)
         result.details = {"tfs": [t.tf for t in tfs], "modes": {}, "src_rev": rev}
-        for tf, mode, changed, start in _plan(batch, family, asset_id, tfs, bounds["first_ts"], opts):
+        first_day = _day(bounds["first_ts"])
+        for tf, mode, changed, start in _plan(batch, family, asset_id, tfs, bounds["first_ts"], first_day, opts):
             if mode != "noop":
-                planned.append([asset_id, tf, mode, changed, start, None, result, bounds, rev])
+                planned.append([asset_id, tf, mode, changed, start, None, result, bounds, rev, first_day])
     tails = _tails(batch, family, planned)
     if planned:
         _write_all(batch, family, planned, _build(batch, planned, tails), tails, opts)
@@ -150,19 +151,22 @@ def _build(batch: Batch, planned: list[list[Any]], tails: pd.DataFrame | None) -
         first[p[0]] = min(first.get(p[0], p[4]), p[4])
         if p[2] != "append":
             whole.add(p[0])
-    daily = batch.reads.daily_frames_from({a: pd.Timestamp(d, tz="UTC") for a, d in first.items() if a not in whole})
-    daily |= {a: batch.reads.daily_frame(a, pd.Timestamp(first[a], tz="UTC")) for a in whole}
-    assets = list(daily)
-    offset = dict(zip(assets, np.cumsum([0] + [len(daily[a]) for a in assets[:-1]]).tolist(), strict=True))
-    days = {a: daily[a]["day"].to_numpy() for a in assets}
-    instants = {a: daily[a]["timestamp"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy() for a in assets}
+    frame = batch.reads.daily_rows_from({a: pd.Timestamp(d, tz="UTC") for a, d in first.items() if a not in whole})
+    if whole:
+        frame = pd.concat([frame, *(batch.reads.daily_frame(a, pd.Timestamp(first[a], tz="UTC")).assign(id=a)
+                                    for a in sorted(whole))], ignore_index=True)
+    ids = frame.pop("id").to_numpy()
+    edges = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1], [True])))
+    rows_of = {int(ids[a]): (a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)} if ids.size else {}
+    days = frame["day"].to_numpy()
+    instants = frame["timestamp"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
     spans = np.empty((len(planned), 2), dtype=np.int64)
     for k, p in enumerate(planned):  # an append reads the rows from its changed day on, as the window path keeps
-        on = instants[p[0]] if p[2] == "append" else days[p[0]]
-        spans[k] = offset[p[0]] + np.searchsorted(on, np.datetime64(p[4], "ns")), offset[p[0]] + len(on)
-    frame = pd.concat([daily[a] for a in assets], ignore_index=True) if len(assets) > 1 else daily[assets[0]]
+        a, b = rows_of.get(p[0], (0, 0))
+        on = instants if p[2] == "append" else days
+        spans[k] = a + np.searchsorted(on[a:b], np.datetime64(p[4], "ns")), b
     seeds = None if tails is None else tails.reindex([-1 if p[5] is None else p[5] for p in planned])
-    return build_snapshots_spans(frame, spans, [p[1] for p in planned], [_day(p[7]["first_ts"]) for p in planned],
+    return build_snapshots_spans(frame, spans, [p[1] for p in planned], [p[9] for p in planned],
                                  [p[0] for p in planned], None if seeds is None else seeds.reset_index(drop=True))
 
 
@@ -188,7 +192,7 @@ def _write_all(batch: Batch, family: BarFamily, planned: list[list[Any]], built:
     out = batch.writes
     out.add_rows(family.table, SNAPSHOT_COLUMNS, rows)
     bar_seq, time_close = rows["bar_seq"].to_numpy(), rows["time_close"].array
-    for k, (asset_id, tf, mode, changed, _start, tail, _result, bounds, rev) in enumerate(planned):
+    for k, (asset_id, tf, mode, changed, _start, tail, _result, bounds, rev, _first) in enumerate(planned):
         if mode != "append":  # an appended series has no row from its changed day on: its newest is older
             out.delete_series(family.table, asset_id, {"tf": tf.tf}, "timestamp", from_ts[k] if changed is not None else None)
         state = {"id": asset_id, "tf": tf.tf, "daily_min_seen": bounds["first_ts"],

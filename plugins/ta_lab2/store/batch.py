@@ -84,19 +84,20 @@ class BatchReads:
             df = df[df["timestamp"] >= pd.Timestamp(from_ts)].reset_index(drop=True)
         return df
 
-    def daily_frames_from(self, from_ts: dict[int, datetime]) -> dict[int, pd.DataFrame]:
-        """``daily_frame(a, from_ts[a])`` of every asset named, in ONE query reading only those
-        rows (the append path's new days), or sliced from the whole-history read when made."""
-        if self._daily is not None or not from_ts:
-            return {a: self.daily_frame(a, ts) for a, ts in from_ts.items()}
+    def daily_rows_from(self, from_ts: dict[int, datetime]) -> pd.DataFrame:
+        """The rows of ``daily_frame(a, from_ts[a])`` of every asset named, end to end with an
+        ``id`` column (sorted by id, timestamp): ONE query reading only those rows (the append
+        path's new days), or the whole-history read's rows when it was made."""
+        if self._daily is not None:
+            parts = [self.daily_frame(a, ts).assign(id=a) for a, ts in sorted(from_ts.items())]
+            return pd.concat(parts, ignore_index=True) if parts else frames.typed_daily(
+                pd.DataFrame(columns=["id", *DAILY_COLS]))
         cols = ", ".join(f'd."{c}"' for c in DAILY_COLS)
         rows = io.read_frame(self.conn, f"SELECT d.id, {cols} FROM cmc_price_bars_1d AS d "
                                         "JOIN unnest(%s::integer[], %s::timestamptz[]) AS k(id, from_ts) "
                                         'ON d.id = k.id AND d."timestamp" >= k.from_ts ORDER BY d.id, d."timestamp"',
                              (list(from_ts), [pd.Timestamp(t).to_pydatetime() for t in from_ts.values()]))
-        out = self._split_by_id(frames.typed_daily(rows if not rows.empty else pd.DataFrame(columns=["id", *DAILY_COLS])))
-        empty = frames.typed_daily(pd.DataFrame(columns=DAILY_COLS))
-        return {a: out.get(a, empty) for a in from_ts}
+        return frames.typed_daily(rows if not rows.empty else pd.DataFrame(columns=["id", *DAILY_COLS]))
 
     def _read_daily(self) -> dict[int, pd.DataFrame]:
         cols = ", ".join(f'"{c}"' for c in DAILY_COLS)
