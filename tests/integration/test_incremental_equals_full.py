@@ -7,6 +7,7 @@ day at a time, often inside an unfinished bar), the other once at the end.
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -40,14 +41,19 @@ def scenario(draw: st.DrawFn, max_days: int = 120, min_days: int = 15) -> tuple[
 
 
 def _run_twins(url: str, seed: int, n: int, cuts: list[int], gap: float, components: list[str],
-               **opts: object) -> tuple[int, int]:
+               modes: Counter[str] | None = None, **opts: object) -> tuple[int, int]:
+    """``modes`` (when given) counts the snapshot series' refresh modes of the incremental runs
+    and, as "1d runs", the runs that wrote 1d rows."""
     inc, full = new_asset_ids()
     rows = history(seed, n, gap_prob=gap)
     start = rows[0]["timeopen"]
     for asset in (inc, full):
         load_rows(url, asset, rows)
     for c in cuts:
-        refresh(url, inc, components, start + timedelta(days=c), **opts)
+        for result in refresh(url, inc, components, start + timedelta(days=c), **opts):
+            if modes is not None:
+                modes.update(result.details.get("modes", {}))
+                modes["1d runs"] += result.component == "bars.1d" and result.rows_written > 0
     refresh(url, full, components, start + timedelta(days=cuts[-1]), **opts)
     return inc, full
 
@@ -57,6 +63,24 @@ def _run_twins(url: str, seed: int, n: int, cuts: list[int], gap: float, compone
 def test_bars_incremental_equals_full_for_any_as_of_slicing(session_db_url: str, sc: tuple) -> None:
     inc, full = _run_twins(session_db_url, *sc, BARS)
     assert_twins_equal(session_db_url, inc, full, all_tables("bars"))
+
+
+# every family, short and long bars (a year-long bar stays open across most appends)
+APPEND_TFS = ("3D", "7D", "30D", "365D", "1W_CAL_US", "2W_CAL_ISO", "1M_CAL", "3M_CAL", "1Y_CAL", "1W_CAL_ANCHOR_US",
+              "2W_CAL_ANCHOR_ISO", "1M_CAL_ANCHOR", "6M_CAL_ANCHOR", "1Y_CAL_ANCHOR")
+
+
+@given(scenario(max_days=240, min_days=30))
+@PROFILE
+def test_snapshot_appends_of_new_days_equal_a_full_build(session_db_url: str, sc: tuple) -> None:
+    """Runs after the first only add days (one or several, across gaps and bar boundaries):
+    every series with a stored row takes the append path (from its newest row and the new 1d
+    rows only) and the snapshot rows and states equal a one-shot full build, bit for bit."""
+    modes: Counter[str] = Counter()
+    inc, full = _run_twins(session_db_url, *sc, BARS, modes, tfs=APPEND_TFS)
+    assert_twins_equal(session_db_url, inc, full, all_tables("bars"))
+    if modes["1d runs"] > 1:  # a run after the first added days
+        assert modes["append"] > 0, modes
 
 
 @given(scenario(max_days=90))

@@ -1,5 +1,6 @@
 """Snapshot bars: exact values on hand-made frames and Hypothesis properties (incremental
-rebuild == full build, OHLC/time invariants, completed bar == aggregate of its days)."""
+rebuild == full build, append from a tail == full build, OHLC/time invariants, completed bar ==
+aggregate of its days)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ta_lab2.bars.snapshot import SNAPSHOT_COLUMNS, build_snapshots
+from ta_lab2.bars.snapshot import SNAPSHOT_COLUMNS, TAIL_COLUMNS, build_snapshots, build_snapshots_many
 from ta_lab2.bars.windows import assign_windows, window_containing
 from tests.unit.test_bar_windows import SEEDED, TF
 
@@ -302,3 +303,37 @@ def test_completed_bar_equals_aggregate_of_its_days(history, tf: str) -> None:
     })  # fmt: skip
     got = done[list(expected.columns)]
     pd.testing.assert_frame_equal(got, expected, check_names=False, check_exact=False, rtol=1e-12)
+
+
+def _frame_of(built) -> pd.DataFrame:
+    return built.rows.assign(volume_comp=built.volume_comp, which=built.which)
+
+
+def _tails(stored: pd.DataFrame, n_series: int) -> pd.DataFrame:
+    """The newest stored row of each series (a NaN row: none yet)."""
+    return stored.groupby("which").tail(1).set_index("which").reindex(range(n_series))[list(TAIL_COLUMNS)]
+
+
+@PROPERTY
+@given(history=histories(), tfs=st.lists(TF_NAMES, min_size=1, max_size=4, unique=True),
+       cuts=st.lists(st.floats(0, 1), min_size=1, max_size=5))
+def test_append_from_the_newest_row_equals_full_build(history, tfs: list[str], cuts: list[float]) -> None:
+    """Runs that each append one or more days (gaps, new bars, bars swallowed by a gap) to
+    the newest stored row of every series, several timeframes in one batch, reproduce the full
+    build bit for bit, volume compensation included. A series with no row yet (a calendar
+    timeframe before its first full period) is built from the first day, as the refresh does."""
+    daily, first = history
+    full = _frame_of(build_snapshots_many([(daily, TF[tf], first, 7) for tf in tfs]))
+    stored = None
+    done = 0
+    for k in sorted({max(1, int(c * len(daily))) for c in cuts} | {len(daily)}):
+        tails = None if stored is None else _tails(stored, len(tfs))
+        has = np.zeros(len(tfs), dtype=bool) if tails is None else tails["bar_seq"].notna().to_numpy()
+        parts = [(daily.iloc[done if has[i] else 0:k].reset_index(drop=True), TF[tf], first, 7)
+                 for i, tf in enumerate(tfs)]
+        rows = _frame_of(build_snapshots_many(parts, tails))
+        stored = rows if stored is None else pd.concat([stored, rows], ignore_index=True)
+        done = k
+    order = ["which", "timestamp"]
+    pd.testing.assert_frame_equal(stored.sort_values(order, kind="stable").reset_index(drop=True),
+                                  full.sort_values(order, kind="stable").reset_index(drop=True), check_exact=True)

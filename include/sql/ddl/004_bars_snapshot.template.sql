@@ -41,5 +41,18 @@ CREATE TABLE IF NOT EXISTS {state} (
     -- change-feed cursor (cmc_price_bars_1d_changes.rev consumed); path-dependent bookkeeping
     src_rev         bigint NOT NULL DEFAULT 0,
     updated_at      timestamptz NOT NULL DEFAULT now(),
+    -- the running volume of the newest row is a compensated (Kahan) sum: its compensation term,
+    -- which an append of new days resumes from (NULL: unknown, the next run rebuilds the open bar)
+    last_volume_comp double precision,
     PRIMARY KEY (id, tf)
 );
+-- Added to state tables created before it, only when missing (ALTER TABLE takes an ACCESS
+-- EXCLUSIVE lock even as a no-op; see 015_real_data.sql).
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '{state}'::regclass
+                   AND attname = 'last_volume_comp' AND NOT attisdropped) THEN
+        ALTER TABLE {state} ADD COLUMN last_volume_comp double precision;
+    END IF;
+END
+$$;

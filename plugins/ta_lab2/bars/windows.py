@@ -44,13 +44,26 @@ def assign_windows(days: np.ndarray, tf: Timeframe, first_day: np.datetime64) ->
     ``first_day`` is the asset's first observed day; it fixes rolling and calendar bars
     and is ignored by the anchored grid.
     """
-    x = _as_day_numbers(days, "days")
+    x = as_day_numbers(days, "days")
     f = day_number(first_day, "first_day")
     if x.size and (np.any(np.diff(x) <= 0) or x[0] < f):
         raise ValueError(f"{tf.tf}: days must be sorted, unique and >= first_day {first_day}")
+    seq, start, end = window_numbers(x, np.int64(f), tf)
+    ok = in_a_bar(seq, tf)
+    return Windows(seq, _to_dates(start, ok), _to_dates(end, ok))
+
+
+def in_a_bar(seq: np.ndarray, tf: Timeframe) -> np.ndarray:
+    """Which days of :func:`window_numbers` belong to a bar (every day of the anchored grid)."""
+    return np.ones(seq.size, dtype=bool) if tf.roll_policy == "calendar_anchor" else seq != NO_BAR
+
+
+def window_numbers(x: np.ndarray, f: np.ndarray | np.int64, tf: Timeframe) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`assign_windows` on epoch day numbers ``x``, unchecked, with the first day ``f``
+    given per day (days of many assets at once) or once: (bar_seq, first day, last day) as
+    int64 arrays, ``bar_seq = -1`` (and meaningless days) for days in no bar."""
     if tf.roll_policy == "calendar_anchor":
-        seq, start, end = _anchored(x, tf)
-        return Windows(seq, _to_dates(start), _to_dates(end))
+        return _anchored(x, tf)
     if tf.roll_policy not in ("rolling", "calendar"):
         raise ValueError(f"{tf.tf}: unknown roll_policy {tf.roll_policy!r}")
     u0 = _first_full_unit(f, tf)
@@ -58,9 +71,7 @@ def assign_windows(days: np.ndarray, tf: Timeframe, first_day: np.datetime64) ->
     ok = u >= u0
     seq = np.where(ok, (u - u0) // tf.tf_qty + 1, NO_BAR)
     first_unit = u0 + (seq - 1) * tf.tf_qty
-    start = _unit_start(first_unit, tf)
-    end = _unit_start(first_unit + tf.tf_qty, tf) - 1
-    return Windows(seq, _to_dates(start, ok), _to_dates(end, ok))
+    return seq, _unit_start(first_unit, tf), _unit_start(first_unit + tf.tf_qty, tf) - 1
 
 
 def window_containing(
@@ -76,12 +87,12 @@ def window_containing(
     if x < f:
         raise ValueError(f"{tf.tf}: day {day} is before first_day {first_day} (a backfill: rebuild)")
     if tf.roll_policy != "calendar_anchor":
-        x = max(x, int(_unit_start(np.asarray([_first_full_unit(f, tf)]), tf)[0]))
+        x = max(x, int(_unit_start(_first_full_unit(np.int64(f), tf), tf)[0]))
     w = assign_windows(np.asarray([x], dtype="datetime64[D]"), tf, first_day)
     return int(w.bar_seq[0]), w.win_start[0], w.win_end[0]
 
 
-def _as_day_numbers(values: np.ndarray, what: str) -> np.ndarray:
+def as_day_numbers(values: np.ndarray, what: str) -> np.ndarray:
     """Midnight datetime64 values as int64 days since 1970-01-01; rejects NaT and times."""
     a = np.asarray(values)
     if a.dtype.kind != "M":
@@ -94,7 +105,7 @@ def _as_day_numbers(values: np.ndarray, what: str) -> np.ndarray:
 
 def day_number(value: np.datetime64, what: str) -> int:
     """One midnight day (np.datetime64 or datetime-like) as its epoch day number."""
-    return int(_as_day_numbers(np.asarray([np.datetime64(value)]), what)[0])
+    return int(as_day_numbers(np.asarray([np.datetime64(value)]), what)[0])
 
 
 def _to_dates(day_numbers: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
@@ -128,10 +139,11 @@ def _unit_start(u: np.ndarray, tf: Timeframe) -> np.ndarray:
     return (u - _EPOCH_YEAR).astype("datetime64[Y]").astype("datetime64[D]").astype(np.int64)
 
 
-def _first_full_unit(f: int, tf: Timeframe) -> int:
-    """The first unit starting on or after day number ``f`` (for D: ``f`` itself)."""
-    uf = _unit_index(np.asarray([f], dtype=np.int64), tf)
-    return int(uf[0] + (_unit_start(uf, tf)[0] != f))
+def _first_full_unit(f: np.ndarray | np.int64, tf: Timeframe) -> np.ndarray:
+    """The first unit starting on or after day number ``f`` (for D: ``f`` itself), per day."""
+    f = np.atleast_1d(np.asarray(f, dtype=np.int64))
+    uf = _unit_index(f, tf)
+    return uf + (_unit_start(uf, tf) != f)
 
 
 def _anchored(x: np.ndarray, tf: Timeframe) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -116,15 +116,34 @@ class BatchReads:
             df = df[df["timestamp"] >= pd.Timestamp(from_ts)].reset_index(drop=True)
         return df
 
+    def daily_rows_from(self, from_ts: dict[int, datetime]) -> pd.DataFrame:
+        """The rows of ``daily_frame(a, from_ts[a])`` of every asset named, end to end with an
+        ``id`` column (sorted by id, timestamp): ONE query reading only those rows (the append
+        path's new days), or the whole-history read's rows when it was made."""
+        if from_ts and all(a in self._daily_read for a in from_ts):
+            parts = [self.daily_frame(a, ts).assign(id=a) for a, ts in sorted(from_ts.items())]
+            return pd.concat(parts, ignore_index=True) if parts else frames.typed_daily(
+                pd.DataFrame(columns=["id", *DAILY_COLS]))
+        cols = ", ".join(f'd."{c}"' for c in DAILY_COLS)
+        rows = io.read_frame(self.conn, f"SELECT d.id, {cols} FROM cmc_price_bars_1d AS d "
+                                        "JOIN unnest(%s::integer[], %s::timestamptz[]) AS k(id, from_ts) "
+                                        'ON d.id = k.id AND d."timestamp" >= k.from_ts ORDER BY d.id, d."timestamp"',
+                             (list(from_ts), [pd.Timestamp(t).to_pydatetime() for t in from_ts.values()]))
+        return frames.typed_daily(rows if not rows.empty else pd.DataFrame(columns=["id", *DAILY_COLS]))
+
     def _read_daily(self, ids: list[int]) -> dict[int, pd.DataFrame]:
         cols = ", ".join(f'"{c}"' for c in DAILY_COLS)
         all_rows = io.read_frame(self.conn, f"SELECT id, {cols} FROM cmc_price_bars_1d WHERE id = ANY(%s) "
                                             'ORDER BY id, "timestamp"', (ids,))
         if all_rows.empty:
             return {}
-        typed = frames.typed_daily(all_rows)
+        return self._split_by_id(frames.typed_daily(all_rows))
+
+    @staticmethod
+    def _split_by_id(typed: pd.DataFrame) -> dict[int, pd.DataFrame]:
+        """A typed daily frame with an ``id`` column (sorted by id, timestamp), per asset."""
         ids = typed.pop("id").to_numpy()
-        cuts = [0, *(i for i in range(1, len(ids)) if ids[i] != ids[i - 1]), len(ids)]
+        cuts = [0, *(np.flatnonzero(ids[1:] != ids[:-1]) + 1).tolist(), len(ids)]
         return {int(ids[a]): typed.iloc[a:b].reset_index(drop=True) for a, b in zip(cuts, cuts[1:], strict=False)}
 
     def changes_since(self, asset_id: int, since_rev: int) -> tuple[datetime | None, int]:

@@ -61,6 +61,21 @@ def typed_daily(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def snapshot_tails(conn: psycopg.Connection, table: str, state_table: str, keys: Sequence[tuple[int, str]]
+                   ) -> pd.DataFrame:
+    """``snapshot_tails``: the newest row of each (id, tf) in ``keys`` that has one and a state
+    row, typed as the pure build's tails (:data:`ta_lab2.bars.snapshot.TAIL_COLUMNS`)."""
+    df = io.read_frame(conn, query("snapshot_tails", table=table, state=state_table),
+                       {"ids": [k[0] for k in keys], "tfs": [k[1] for k in keys]})
+    for col in ("last_time_close", "timestamp", "time_close", "time_open", "time_high", "time_low"):
+        df[col] = pd.to_datetime(df[col], utc=True)
+    for col in ("first_missing_day", "last_missing_day"):
+        df[col] = pd.to_datetime(df[col]).astype("datetime64[ns]")
+    for col in ("volume_comp", "open", "high", "low", "volume"):
+        df[col] = pd.to_numeric(df[col]).astype("float64")
+    return df
+
+
 def state_rows(conn: psycopg.Connection, state_table: str, asset_id: int, query_name: str) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(query(query_name, state=state_table), {"id": asset_id}).fetchall()
