@@ -1,7 +1,9 @@
-"""Reads and writes of the 1d bar family: source window, stored rows, state, change feed."""
+"""Reads and writes of the 1d bar family: source windows, stored rows, state, change feed; every
+read is for a BATCH of assets in one query (per-asset arguments as arrays joined by position)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,11 +12,13 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from ta_lab2.bars.daily import DAILY_COLUMNS
+from ta_lab2.bars.daily import DAILY_COLUMNS, PRICE_COLUMNS
 from ta_lab2.store import io, sqlfiles
 from ta_lab2.store.batch import BatchWrites
 
 TIME_COLS = ("timeopen", "timeclose", "timehigh", "timelow", "timestamp", "load_ts")
+SOURCE_COLS = ("id", "name", "timeopen", "timeclose", "timehigh", "timelow", "timestamp", "open", "high", "low",
+               "close", "volume", "marketcap", "source_file", "load_ts")
 
 
 def _q(name: str) -> str:
@@ -30,27 +34,44 @@ def put_state(out: BatchWrites, state: dict[str, Any]) -> None:
     out.execute("bars_1d_state_put", sql.SQL(_q("bars_1d_state_put")), state)  # type: ignore[arg-type]
 
 
-def source_changes(conn: psycopg.Connection, asset_id: int, cutoff: datetime,
-                   state: dict[str, Any] | None, lookback: timedelta) -> dict[str, Any]:
-    params = {"id": asset_id, "cutoff": cutoff, "lookback": lookback,
-              "last_src_ts": state["last_src_ts"] if state else None,
-              "last_load_ts": state["last_load_ts"] if state else None}
+def _arrays(plan: Sequence[tuple[int, datetime | None]]) -> dict[str, list[Any]]:
+    return {"ids": [int(a) for a, _ in plan], "from_ts": [f for _, f in plan]}
+
+
+def source_changes(conn: psycopg.Connection, assets: Sequence[tuple[int, datetime, dict[str, Any] | None]],
+                   lookback: timedelta) -> dict[int, dict[str, Any]]:
+    """Per asset ``(id, cutoff, state)`` of a batch: first changed / min / max source instant and
+    newest ``load_ts`` visible at its cutoff (one query for the batch)."""
+    params = {"ids": [int(a) for a, _, _ in assets], "cutoffs": [c for _, c, _ in assets], "lookback": lookback,
+              "last_src_ts": [s["last_src_ts"] if s else None for _, _, s in assets],
+              "last_load_ts": [s["last_load_ts"] if s else None for _, _, s in assets]}
     with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(_q("bars_1d_source_changes"), params).fetchone()
-    assert row is not None
-    return row
+        return {r["id"]: r for r in cur.execute(_q("bars_1d_source_changes"), params).fetchall()}
 
 
-def source_window(conn: psycopg.Connection, asset_id: int, from_ts: datetime | None,
-                  cutoff: datetime) -> pd.DataFrame:
-    df = io.read_frame(conn, _q("bars_1d_source_window"), {"id": asset_id, "from_ts": from_ts, "cutoff": cutoff})
+def source_windows(conn: psycopg.Connection, plan: Sequence[tuple[int, datetime | None, datetime]]) -> pd.DataFrame:
+    """Source rows of every ``(id, from_ts, cutoff)`` (from_ts None = whole history), ordered by
+    (id, timestamp). Prices stay raw: a SQL NULL price is None (its column then object), a
+    NaN price NaN, so :func:`ta_lab2.bars.daily.build_daily_many` tells them apart."""
+    params = {**_arrays([(a, f) for a, f, _ in plan]), "cutoffs": [c for _, _, c in plan]}
+    df = io.read_frame(conn, _q("bars_1d_source_window"), params)
+    if df.empty:
+        df = pd.DataFrame(columns=[*SOURCE_COLS, "price_nulls"])
+    nulls = df.pop("price_nulls").to_numpy(dtype="int64")
+    for bit, col in enumerate(PRICE_COLUMNS):
+        isnull = (nulls >> bit) & 1 == 1
+        if isnull.any():
+            raw = df[col].astype(object)
+            raw[isnull] = None
+            df[col] = raw
     for col in TIME_COLS:
         df[col] = pd.to_datetime(df[col], utc=True)
-    return df  # prices stay raw: build_daily tells NULL from NaN
+    return df
 
 
-def stored_window(conn: psycopg.Connection, asset_id: int, from_ts: datetime | None) -> pd.DataFrame:
-    df = io.read_frame(conn, _q("bars_1d_window"), {"id": asset_id, "from_ts": from_ts})
+def stored_windows(conn: psycopg.Connection, plan: Sequence[tuple[int, datetime | None]]) -> pd.DataFrame:
+    """Stored 1d rows of every ``(id, from_ts)`` (None = all), ordered by (id, timestamp)."""
+    df = io.read_frame(conn, _q("bars_1d_window"), _arrays(plan))
     if df.empty:
         return pd.DataFrame(columns=list(DAILY_COLUMNS))
     for col in ("timestamp", "time_open", "time_close", "time_high", "time_low"):
@@ -58,26 +79,36 @@ def stored_window(conn: psycopg.Connection, asset_id: int, from_ts: datetime | N
     return df
 
 
-def prev_row(conn: psycopg.Connection, asset_id: int, before_ts: datetime) -> tuple[int, pd.Timestamp] | None:
-    row = conn.execute(_q("bars_1d_prev"), {"id": asset_id, "before_ts": before_ts}).fetchone()
-    if row is None:
-        return None
-    return int(row[0]), pd.Timestamp(row[1]).tz_convert("UTC").floor("D").tz_localize(None)
+def prev_rows(conn: psycopg.Connection, plan: Sequence[tuple[int, datetime]]) -> pd.DataFrame:
+    """Per ``(id, before_ts)``: ``bar_seq`` and ``day`` (UTC day of ``time_open``) of the last
+    stored row before ``before_ts``, indexed by id (assets without one are absent)."""
+    rows = conn.execute(_q("bars_1d_prev"), {"ids": [int(a) for a, _ in plan],
+                                             "before_ts": [b for _, b in plan]}).fetchall()
+    day = pd.to_datetime([r[2] for r in rows], utc=True).floor("D").tz_localize(None)
+    return pd.DataFrame({"bar_seq": [int(r[1]) for r in rows], "day": day},
+                        index=pd.Index([int(r[0]) for r in rows], dtype="int64"))
 
 
-def stored_rejects(conn: psycopg.Connection, asset_id: int, from_ts: datetime | None) -> set[tuple[Any, str]]:
-    rows = conn.execute(_q("bars_1d_rejects_window"), {"id": asset_id, "from_ts": from_ts}).fetchall()
-    return {(pd.Timestamp(r[1]), r[2]) for r in rows}
+def stored_rejects(conn: psycopg.Connection, plan: Sequence[tuple[int, datetime | None]]) -> pd.DataFrame:
+    """Stored rejects (id, timestamp, reason) of every ``(id, from_ts)`` (None = all)."""
+    df = io.read_frame(conn, _q("bars_1d_rejects_window"), _arrays(plan))
+    if df.empty:
+        return pd.DataFrame({"id": pd.Series(dtype="int64"), "timestamp": pd.Series(dtype="datetime64[us, UTC]"),
+                             "reason": pd.Series(dtype=object)})
+    df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True)
+    return df
 
 
-def replace_window(out: BatchWrites, asset_id: int, from_ts: datetime | None,
-                   changed: pd.DataFrame, deleted_ts: list[Any], rejects: pd.DataFrame) -> None:
-    """Queue: upsert changed rows, delete vanished ones, rewrite the window's rejects."""
-    for ts in deleted_ts:
+def replace_windows(out: BatchWrites, changed: pd.DataFrame, deleted: Sequence[tuple[int, Any]],
+                    windows: Sequence[tuple[int, datetime | None]], rejects: pd.DataFrame) -> None:
+    """Queue for a batch: upsert the changed rows, delete the vanished ``(id, timestamp)``s,
+    rewrite the rejects of every ``(id, from_ts)`` window."""
+    for asset_id, ts in deleted:
         out.delete_series("cmc_price_bars_1d", asset_id, {"timestamp": pd.Timestamp(ts).to_pydatetime()},
                           "timestamp", None)
     out.stage_upsert("_stage_1d", "cmc_price_bars_1d", DAILY_COLUMNS, changed, "bars_1d_upsert")
-    out.delete_series("cmc_price_bars_1d_rejects", asset_id, {}, "timestamp", from_ts)
+    for asset_id, from_ts in windows:
+        out.delete_series("cmc_price_bars_1d_rejects", asset_id, {}, "timestamp", from_ts)
     out.add_rows("cmc_price_bars_1d_rejects", ("id", "timestamp", "reason", "raw"), rejects)
 
 
