@@ -129,8 +129,10 @@ def _rebuild(batch: Batch, plans: list[_Plan], opts: RunOptions) -> None:
     changed = changed_mask(bars, stored, ["id", "timestamp"], COMPARE).to_numpy()
     index = pd.Index(ids)
     which = index.get_indexer(bars["id"])
-    gone = ~pd.MultiIndex.from_frame(stored[["id", "timestamp"]]).isin(
-        pd.MultiIndex.from_frame(bars[["id", "timestamp"]])) if len(stored) else np.zeros(0, dtype=bool)
+    known, gone = np.zeros(len(bars), dtype=bool), np.zeros(len(stored), dtype=bool)
+    if len(stored):
+        keys, stored_keys = (pd.MultiIndex.from_frame(f[["id", "timestamp"]]) for f in (bars, stored))
+        known, gone = keys.isin(stored_keys), ~stored_keys.isin(keys)
     deleted = stored.loc[gone, ["id", "timestamp"]]
     old = bars1d.stored_rejects(conn, windows)
     new_rej = ~pd.MultiIndex.from_frame(rejects[["id", "timestamp", "reason"]]).isin(
@@ -163,8 +165,8 @@ def _rebuild(batch: Batch, plans: list[_Plan], opts: RunOptions) -> None:
             p.result.status = "dry_run"
         return
     out = batch.writes
-    bars1d.replace_windows(out, bars[changed], list(deleted.itertuples(index=False, name=None)), windows,
-                           rejects.drop(columns="day"))
+    bars1d.replace_windows(out, bars[changed & ~known], bars[changed & known],
+                           list(deleted.itertuples(index=False, name=None)), windows, rejects.drop(columns="day"))
     touched = pd.concat([bars.loc[changed, ["id", "timestamp"]], deleted]).groupby("id")["timestamp"].min()
     for k, p in enumerate(plans):
         asset_id = p.result.asset_id
