@@ -93,7 +93,8 @@ def _raw(rows: pd.DataFrame) -> list[str]:
 
 
 def _rejects(rows: pd.DataFrame, reasons: Any) -> pd.DataFrame:
-    out = pd.DataFrame({"timestamp": rows["timestamp"], "reason": reasons, "raw": _raw(rows),
+    out = pd.DataFrame({"timestamp": rows["timestamp"], "reason": pd.Series(reasons, index=rows.index, dtype=object),
+                        "raw": _raw(rows),
                         "day": rows["day"]})
     out.insert(0, "id", rows["id"].astype("int64"))
     return out

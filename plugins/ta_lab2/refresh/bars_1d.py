@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ta_lab2.bars.daily import DAILY_COLUMNS, build_daily_many
+from ta_lab2.bars.daily import DAILY_COLUMNS, DailyBuild, build_daily_many
 from ta_lab2.frames import changed_mask
 from ta_lab2.refresh.context import LOOKBACK_1D, Batch, ComponentResult, DataCorruptionError, RunOptions
 from ta_lab2.store import bars1d
@@ -111,6 +111,32 @@ class _Plan:
     changes: dict[str, Any]
 
 
+@dataclass
+class _Diff:
+    """The batch's build against its stored windows (masks aligned with the build's frames)."""
+
+    changed: np.ndarray  # per bar row: new key or a value differs
+    known: np.ndarray  # per bar row: its key is stored
+    deleted: pd.DataFrame  # (id, timestamp) stored but no longer built
+    new_rejects: np.ndarray  # per reject row: not stored yet
+
+
+def _diff(conn: Any, windows: list[tuple[int, datetime | None]], build: DailyBuild) -> _Diff:
+    bars, rejects = build.bars, build.rejects
+    stored = bars1d.stored_windows(conn, windows)
+    known, gone = np.zeros(len(bars), dtype=bool), np.zeros(len(stored), dtype=bool)
+    if len(stored):
+        keys, stored_keys = (pd.MultiIndex.from_frame(f[["id", "timestamp"]]) for f in (bars, stored))
+        known, gone = keys.isin(stored_keys), ~stored_keys.isin(keys)
+    new_rejects = np.ones(len(rejects), dtype=bool)
+    old = bars1d.stored_rejects(conn, windows)
+    if len(rejects) and len(old):
+        cols = ["id", "timestamp", "reason"]
+        new_rejects = ~pd.MultiIndex.from_frame(rejects[cols]).isin(pd.MultiIndex.from_frame(old[cols]))
+    return _Diff(changed_mask(bars, stored, ["id", "timestamp"], COMPARE).to_numpy(), known,
+                 stored.loc[gone, ["id", "timestamp"]], new_rejects)
+
+
 def _per_plan(which: np.ndarray, n: int, mask: np.ndarray | None = None) -> np.ndarray:
     """Rows per plan (``which``: each row's plan index), counting only ``mask`` rows when given."""
     return np.bincount(which, weights=None if mask is None else mask.astype("float64"), minlength=n).astype("int64")
@@ -118,65 +144,61 @@ def _per_plan(which: np.ndarray, n: int, mask: np.ndarray | None = None) -> np.n
 
 def _rebuild(batch: Batch, plans: list[_Plan], opts: RunOptions) -> None:
     """Windows of every planned asset: read, build at once, diff, count, check, queue."""
-    conn, n = batch.conn, len(plans)
-    ids = [p.result.asset_id for p in plans]
     windows = [(p.result.asset_id, p.from_ts) for p in plans]
-    prev = bars1d.prev_rows(conn, [(a, f) for a, f in windows if f is not None])
-    build = build_daily_many(bars1d.source_windows(conn, [(a, f, p.cutoff) for (a, f), p in zip(windows, plans,
-                                                                                                  strict=True)]), prev)
-    bars, rejects = build.bars, build.rejects
-    stored = bars1d.stored_windows(conn, windows)
-    changed = changed_mask(bars, stored, ["id", "timestamp"], COMPARE).to_numpy()
-    index = pd.Index(ids)
-    which = index.get_indexer(bars["id"])
-    known, gone = np.zeros(len(bars), dtype=bool), np.zeros(len(stored), dtype=bool)
-    if len(stored):
-        keys, stored_keys = (pd.MultiIndex.from_frame(f[["id", "timestamp"]]) for f in (bars, stored))
-        known, gone = keys.isin(stored_keys), ~stored_keys.isin(keys)
-    deleted = stored.loc[gone, ["id", "timestamp"]]
-    old = bars1d.stored_rejects(conn, windows)
-    new_rej = ~pd.MultiIndex.from_frame(rejects[["id", "timestamp", "reason"]]).isin(
-        pd.MultiIndex.from_frame(old[["id", "timestamp", "reason"]])) if len(rejects) else np.zeros(0, dtype=bool)
-    rej_which = index.get_indexer(rejects["id"])
-    del_which = index.get_indexer(deleted["id"])
-    n_changed, n_deleted = _per_plan(which, n, changed), _per_plan(del_which, n)
-    n_rejects = _per_plan(rej_which, n, new_rej)
-    flags = {name: _per_plan(which, n, getattr(build, name).to_numpy(dtype=bool) & changed)
-             for name in ("repaired_timehigh", "repaired_timelow", "repaired_ohlc", "filled_times")}
-    repairs = _per_plan(which, n, (build.repaired_timehigh | build.repaired_timelow | build.repaired_ohlc)
-                        .to_numpy(dtype=bool) & changed)
-    gaps = _per_plan(which, n, bars["is_missing_days"].to_numpy(dtype=bool) & changed)
-    sizes = _per_plan(which, n)
-    reasons: dict[int, dict[str, int]] = {}
-    for k in np.unique(rej_which[new_rej]):
-        reasons[int(k)] = rejects["reason"][new_rej & (rej_which == k)].value_counts().to_dict()
-    for k, p in enumerate(plans):
-        res = p.result
-        res.rows_written = int(n_changed[k] + n_deleted[k])
-        res.rejects = int(n_rejects[k])
-        res.repairs = int(repairs[k])
-        res.gaps = int(gaps[k])
-        res.details.update(**{name: int(v[k]) for name, v in flags.items()}, deleted=int(n_deleted[k]),
-                           reject_reasons=reasons.get(k, {}))
-        total = int(prev["bar_seq"].get(res.asset_id, 0) if p.from_ts is not None else 0) + int(sizes[k])
-        _check_corruption(res.asset_id, res.rejects + res.repairs, total, opts)
+    prev = bars1d.prev_rows(batch.conn, [(a, f) for a, f in windows if f is not None])
+    src = bars1d.source_windows(batch.conn, [(a, f, p.cutoff) for (a, f), p in zip(windows, plans, strict=True)])
+    build = build_daily_many(src, prev)
+    diff = _diff(batch.conn, windows, build)
+    _count(plans, build, diff, prev, opts)
     if opts.dry_run:
         for p in plans:
             p.result.status = "dry_run"
         return
-    out = batch.writes
-    bars1d.replace_windows(out, bars[changed & ~known], bars[changed & known],
-                           list(deleted.itertuples(index=False, name=None)), windows, rejects.drop(columns="day"))
-    touched = pd.concat([bars.loc[changed, ["id", "timestamp"]], deleted]).groupby("id")["timestamp"].min()
+    _queue(batch, plans, windows, build, diff, opts)
+
+
+def _count(plans: list[_Plan], build: DailyBuild, diff: _Diff, prev: pd.DataFrame, opts: RunOptions) -> None:
+    """Each asset's counters and details (only rows new or changed count), then its corruption check."""
+    n, changed, bars, rejects = len(plans), diff.changed, build.bars, build.rejects
+    index = pd.Index([p.result.asset_id for p in plans])
+    which, rej_which = index.get_indexer(bars["id"]), index.get_indexer(rejects["id"])
+    n_deleted = _per_plan(index.get_indexer(diff.deleted["id"]), n)
+    n_changed, n_rejects = _per_plan(which, n, changed), _per_plan(rej_which, n, diff.new_rejects)
+    flags = {name: _per_plan(which, n, getattr(build, name).to_numpy(dtype=bool) & changed)
+             for name in ("repaired_timehigh", "repaired_timelow", "repaired_ohlc", "filled_times")}
+    repaired = (build.repaired_timehigh | build.repaired_timelow | build.repaired_ohlc).to_numpy(dtype=bool)
+    repairs, sizes = _per_plan(which, n, repaired & changed), _per_plan(which, n)
+    gaps = _per_plan(which, n, bars["is_missing_days"].to_numpy(dtype=bool) & changed)
+    reasons = {int(k): rejects["reason"][diff.new_rejects & (rej_which == k)].value_counts().to_dict()
+               for k in np.unique(rej_which[diff.new_rejects])}
     for k, p in enumerate(plans):
+        res = p.result
+        res.rows_written, res.rejects = int(n_changed[k] + n_deleted[k]), int(n_rejects[k])
+        res.repairs, res.gaps = int(repairs[k]), int(gaps[k])
+        res.details.update(**{name: int(v[k]) for name, v in flags.items()}, deleted=int(n_deleted[k]),
+                           reject_reasons=reasons.get(k, {}))
+        total = int(prev["bar_seq"].get(res.asset_id, 0) if p.from_ts is not None else 0) + int(sizes[k])
+        _check_corruption(res.asset_id, res.rejects + res.repairs, total, opts)
+
+
+def _queue(batch: Batch, plans: list[_Plan], windows: list[tuple[int, datetime | None]], build: DailyBuild,
+           diff: _Diff, opts: RunOptions) -> None:
+    """Rows, rejects, change-feed entries and states of the batch on ``batch.writes``."""
+    bars, changed, out = build.bars, diff.changed, batch.writes
+    bars1d.replace_windows(out, bars[changed & ~diff.known], bars[changed & diff.known],
+                           list(diff.deleted.itertuples(index=False, name=None)), windows,
+                           build.rejects.drop(columns="day"))
+    touched = pd.concat([bars.loc[changed, ["id", "timestamp"]], diff.deleted]).groupby("id")["timestamp"]
+    first, count = touched.min(), touched.size()
+    for p in plans:
         asset_id = p.result.asset_id
         # the feed's newest rev, not 0, when the state row is gone (deleted by hand to force a
         # rebuild): consumers' cursors stay valid and the feed's key never repeats
         rev = p.state["rev"] if p.state else batch.reads.changes_since(asset_id, 0)[1]
-        if n_changed[k] + n_deleted[k]:
+        if asset_id in count.index:
             rev += 1
-            first = pd.Timestamp(touched[asset_id] - timedelta(microseconds=1)).floor("D").to_pydatetime()
-            bars1d.append_change(out, asset_id, rev, first, int(n_changed[k] + n_deleted[k]), p.mode == "rebuild")
+            day = pd.Timestamp(first[asset_id] - timedelta(microseconds=1)).floor("D").to_pydatetime()
+            bars1d.append_change(out, asset_id, rev, day, int(count[asset_id]), p.mode == "rebuild")
         _advance(batch, p.state, p.changes, p.result, opts, rev)
 
 
