@@ -188,18 +188,30 @@ def _queue(batch: Batch, plans: list[_Plan], windows: list[tuple[int, datetime |
     bars1d.replace_windows(out, bars[changed & ~diff.known], bars[changed & diff.known],
                            list(diff.deleted.itertuples(index=False, name=None)), windows,
                            build.rejects.drop(columns="day"))
-    touched = pd.concat([bars.loc[changed, ["id", "timestamp"]], diff.deleted]).groupby("id")["timestamp"]
-    first, count = touched.min(), touched.size()
+    first, count = _touched(bars.loc[changed, ["id", "timestamp"]], diff.deleted)
     for p in plans:
         asset_id = p.result.asset_id
         # the feed's newest rev, not 0, when the state row is gone (deleted by hand to force a
         # rebuild): consumers' cursors stay valid and the feed's key never repeats
         rev = p.state["rev"] if p.state else batch.reads.changes_since(asset_id, 0)[1]
-        if asset_id in count.index:
+        if asset_id in count:
             rev += 1
             day = pd.Timestamp(first[asset_id] - timedelta(microseconds=1)).floor("D").to_pydatetime()
-            bars1d.append_change(out, asset_id, rev, day, int(count[asset_id]), p.mode == "rebuild")
+            bars1d.append_change(out, asset_id, rev, day, count[asset_id], p.mode == "rebuild")
         _advance(batch, p.state, p.changes, p.result, opts, rev)
+
+
+def _touched(*frames: pd.DataFrame) -> tuple[dict[int, pd.Timestamp], dict[int, int]]:
+    """Per asset: the earliest ``timestamp`` of the (id, timestamp) rows written or deleted, and their count."""
+    ids = np.concatenate([f["id"].to_numpy(dtype="int64") for f in frames])
+    ts = np.concatenate([pd.to_datetime(f["timestamp"], utc=True).dt.tz_localize(None).to_numpy("datetime64[us]")
+                         for f in frames])
+    order = np.lexsort((ts, ids))
+    ids, ts = ids[order], ts[order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, dtype="int64")
+    counts = np.diff(np.r_[starts, len(ids)])
+    return ({int(ids[s]): pd.Timestamp(ts[s], tz="UTC") for s in starts},
+            {int(ids[s]): int(c) for s, c in zip(starts, counts, strict=True)})
 
 
 def _advance(batch: Batch, state: dict[str, Any] | None, changes: dict[str, Any],
