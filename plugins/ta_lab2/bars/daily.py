@@ -164,8 +164,9 @@ def build_daily_many(src: pd.DataFrame, prev: pd.DataFrame | None = None) -> Dai
     fixed, bad_h, bad_l, ohlc, filled = _repair(winners)
     order_bad = ((fixed["time_open"] >= fixed["time_close"]) | (fixed["time_low"] < fixed["time_open"])
                  | (fixed["time_high"] > fixed["time_close"]))
-    rejects = pd.concat([_rejects(src[bad], reasons[bad]), _rejects(losers, "duplicate"),
-                         _rejects(winners[order_bad], "time_order")], ignore_index=True)
+    parts = [(src[bad], reasons[bad]), (losers, "duplicate"), (winners[order_bad], "time_order")]
+    made = [_rejects(rows, why) for rows, why in parts if len(rows)] or [_rejects(src.iloc[:0], "")]
+    rejects = pd.concat(made, ignore_index=True)  # a daily window rarely has any: build only what exists
     keep = ~order_bad
     bars = fixed[keep].reset_index(drop=True)  # winners are sorted by (id, day) already
     ids = bars["id"].to_numpy()
