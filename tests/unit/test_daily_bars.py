@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ta_lab2.bars.daily import DAILY_COLUMNS, build_daily
+from ta_lab2.bars.daily import DAILY_COLUMNS, build_daily, build_daily_many
 
 DAY = pd.Timedelta(days=1)
 MS = pd.Timedelta(milliseconds=1)
@@ -121,3 +121,16 @@ def test_time_order_violation_is_rejected() -> None:
     out = build_daily(s, 1)
     assert out.bars.empty
     assert out.rejects["reason"].tolist() == ["time_order"]
+
+
+def test_many_assets_in_one_pass_equal_each_asset_built_alone() -> None:
+    a = src(["2024-01-01", "2024-01-02", "2024-01-05"], close=[11.0, -1.0, 11.0])
+    b = src(["2024-01-03", "2024-01-03", "2024-01-04"]).assign(id=2)
+    b.loc[1, "timestamp"] = b.loc[1, "timestamp"] - pd.Timedelta(hours=1)
+    prev = pd.DataFrame({"bar_seq": [7], "day": [pd.Timestamp("2024-01-01")]}, index=[2])
+    many = build_daily_many(pd.concat([b, a], ignore_index=True), prev)
+    alone = [build_daily(a, 1), build_daily(b, 2, 7, pd.Timestamp("2024-01-01"))]
+    pd.testing.assert_frame_equal(many.bars, pd.concat([x.bars for x in alone], ignore_index=True))
+    pd.testing.assert_frame_equal(many.rejects, pd.concat([x.rejects for x in alone], ignore_index=True))
+    assert many.bars["bar_seq"].tolist() == [1, 2, 8, 9]
+    assert many.bars["count_missing_days"].tolist() == [0, 3, 1, 0]

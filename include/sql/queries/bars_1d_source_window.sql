@@ -1,8 +1,18 @@
--- bars_1d_source_window: source rows of one asset visible at the cutoff, from a day on.
--- Params: id, from_ts (timestamptz; NULL = whole history), cutoff (timestamptz, exclusive).
-SELECT id, name, timeopen, timeclose, timehigh, timelow, "timestamp", open, high, low, close,
-       volume, marketcap, source_file, load_ts
-FROM cmc_price_histories7
-WHERE id = %(id)s AND "timestamp" < %(cutoff)s
-  AND (%(from_ts)s::timestamptz IS NULL OR "timestamp" >= %(from_ts)s::timestamptz)
-ORDER BY "timestamp"
+-- bars_1d_source_window: source rows of a batch of assets, each visible at its cutoff, from its
+-- start on, ordered by (id, timestamp). Read through COPY as CSV (store/bars1d.py): instants as
+-- epoch microseconds, price_nulls tells SQL NULL prices from NaN (bits: 1 open, 2 high, 4 low, 8 close).
+-- Params: ids, from_ts (NULL = whole history), cutoffs (exclusive): arrays aligned by position.
+SELECT s.id, s.name,
+       (extract(epoch FROM s.timeopen) * 1000000)::int8 AS timeopen,
+       (extract(epoch FROM s.timeclose) * 1000000)::int8 AS timeclose,
+       (extract(epoch FROM s.timehigh) * 1000000)::int8 AS timehigh,
+       (extract(epoch FROM s.timelow) * 1000000)::int8 AS timelow,
+       (extract(epoch FROM s."timestamp") * 1000000)::int8 AS "timestamp",
+       s.open, s.high, s.low, s.close, s.volume, s.marketcap, s.source_file,
+       (extract(epoch FROM s.load_ts) * 1000000)::int8 AS load_ts,
+       (s.open IS NULL)::int | (s.high IS NULL)::int << 1 | (s.low IS NULL)::int << 2
+           | (s.close IS NULL)::int << 3 AS price_nulls
+FROM unnest(%(ids)s::integer[], %(from_ts)s::timestamptz[], %(cutoffs)s::timestamptz[]) AS k(id, from_ts, cutoff)
+JOIN cmc_price_histories7 s ON s.id = k.id AND s."timestamp" < k.cutoff
+     AND (k.from_ts IS NULL OR s."timestamp" >= k.from_ts)
+ORDER BY s.id, s."timestamp"

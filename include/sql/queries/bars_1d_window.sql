@@ -1,6 +1,8 @@
--- bars_1d_window: stored 1d rows of one asset from a timestamp on (NULL = all).
-SELECT id, tf, bar_seq, "timestamp", time_open, time_close, time_high, time_low, open, high, low,
-       close, volume, market_cap, is_partial_start, is_partial_end, is_missing_days, count_missing_days
-FROM cmc_price_bars_1d
-WHERE id = %(id)s AND (%(from_ts)s::timestamptz IS NULL OR "timestamp" >= %(from_ts)s::timestamptz)
-ORDER BY "timestamp"
+-- bars_1d_window: stored 1d rows of a batch of assets, each from its start on (NULL = all).
+-- Params: ids, from_ts (arrays aligned by position).
+SELECT b.id, b.tf, b.bar_seq, b."timestamp", b.time_open, b.time_close, b.time_high, b.time_low, b.open,
+       b.high, b.low, b.close, b.volume, b.market_cap, b.is_partial_start, b.is_partial_end,
+       b.is_missing_days, b.count_missing_days
+FROM unnest(%(ids)s::integer[], %(from_ts)s::timestamptz[]) AS k(id, from_ts)
+JOIN cmc_price_bars_1d b ON b.id = k.id AND (k.from_ts IS NULL OR b."timestamp" >= k.from_ts)
+ORDER BY b.id, b."timestamp"

@@ -33,7 +33,7 @@ from typing import Any
 
 import psycopg
 
-from ta_lab2.refresh.bars_1d import refresh_1d
+from ta_lab2.refresh.bars_1d import refresh_1d_many
 from ta_lab2.refresh.bars_snapshot import refresh_snapshots
 from ta_lab2.refresh.context import Batch, ComponentResult, DataCorruptionError, RunOptions
 from ta_lab2.refresh.records import Session, record_result, record_results
@@ -73,7 +73,7 @@ def _per_asset(step: Step) -> BatchStep:
 
 
 def _steps() -> dict[str, BatchStep]:
-    steps: dict[str, BatchStep] = {"bars.1d": _per_asset(refresh_1d)}
+    steps: dict[str, BatchStep] = {"bars.1d": refresh_1d_many}
     for fam in BAR_FAMILIES[1:]:
         steps[f"bars.{fam.name}"] = partial(refresh_snapshots, family=fam)  # type: ignore[call-arg]
     from ta_lab2.refresh.emas import refresh_emas_batch  # EMA step (imports the EMA kernel lazily)

@@ -1,20 +1,27 @@
-"""Reads and writes of the 1d bar family: source window, stored rows, state, change feed."""
+"""Reads and writes of the 1d bar family: source windows, stored rows, state, change feed; every
+read is for a BATCH of assets in one query (per-asset arguments as arrays joined by position)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from functools import partial
+from io import BytesIO
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from ta_lab2.bars.daily import DAILY_COLUMNS
+from ta_lab2.bars.daily import DAILY_COLUMNS, PRICE_COLUMNS
 from ta_lab2.store import io, sqlfiles
 from ta_lab2.store.batch import BatchWrites
 
 TIME_COLS = ("timeopen", "timeclose", "timehigh", "timelow", "timestamp", "load_ts")
+SOURCE_COLS = ("id", "name", "timeopen", "timeclose", "timehigh", "timelow", "timestamp", "open", "high", "low",
+               "close", "volume", "marketcap", "source_file", "load_ts")
 
 
 def _q(name: str) -> str:
@@ -30,27 +37,55 @@ def put_state(out: BatchWrites, state: dict[str, Any]) -> None:
     out.execute("bars_1d_state_put", sql.SQL(_q("bars_1d_state_put")), state)  # type: ignore[arg-type]
 
 
-def source_changes(conn: psycopg.Connection, asset_id: int, cutoff: datetime,
-                   state: dict[str, Any] | None, lookback: timedelta) -> dict[str, Any]:
-    params = {"id": asset_id, "cutoff": cutoff, "lookback": lookback,
-              "last_src_ts": state["last_src_ts"] if state else None,
-              "last_load_ts": state["last_load_ts"] if state else None}
+def _arrays(plan: Sequence[tuple[int, datetime | None]]) -> dict[str, list[Any]]:
+    return {"ids": [int(a) for a, _ in plan], "from_ts": [f for _, f in plan]}
+
+
+def source_changes(conn: psycopg.Connection, assets: Sequence[tuple[int, datetime, dict[str, Any] | None]],
+                   lookback: timedelta) -> dict[int, dict[str, Any]]:
+    """Per asset ``(id, cutoff, state)`` of a batch: first changed / min / max source instant and
+    newest ``load_ts`` visible at its cutoff (one query for the batch)."""
+    params = {"ids": [int(a) for a, _, _ in assets], "cutoffs": [c for _, c, _ in assets], "lookback": lookback,
+              "last_src_ts": [s["last_src_ts"] if s else None for _, _, s in assets],
+              "last_load_ts": [s["last_load_ts"] if s else None for _, _, s in assets]}
     with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(_q("bars_1d_source_changes"), params).fetchone()
-    assert row is not None
-    return row
+        return {r["id"]: r for r in cur.execute(_q("bars_1d_source_changes"), params).fetchall()}
 
 
-def source_window(conn: psycopg.Connection, asset_id: int, from_ts: datetime | None,
-                  cutoff: datetime) -> pd.DataFrame:
-    df = io.read_frame(conn, _q("bars_1d_source_window"), {"id": asset_id, "from_ts": from_ts, "cutoff": cutoff})
-    for col in TIME_COLS:
-        df[col] = pd.to_datetime(df[col], utc=True)
-    return df  # prices stay raw: build_daily tells NULL from NaN
+def source_windows(conn: psycopg.Connection, plan: Sequence[tuple[int, datetime | None, datetime]]) -> pd.DataFrame:
+    """Source rows of every ``(id, from_ts, cutoff)`` (from_ts None = whole history), ordered by
+    (id, timestamp). Prices stay raw: a SQL NULL price is None (its column then object), a NaN
+    price NaN, so :func:`ta_lab2.bars.daily.build_daily_many` tells them apart.
+
+    Read as CSV through COPY and parsed by pandas' C reader: a full build reads every source row,
+    and a row of Python objects per source row cost several times the rest of the step."""
+    params = {**_arrays([(a, f) for a, f, _ in plan]), "cutoffs": [c for _, _, c in plan]}
+    stmt = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv, HEADER)").format(sql.SQL(_q("bars_1d_source_window").strip()))
+    buf = BytesIO()
+    with conn.cursor() as cur, cur.copy(stmt, params) as copy:
+        for block in copy:
+            buf.write(block)
+    buf.seek(0)
+    floats = ("open", "high", "low", "close", "volume", "marketcap")
+    df = pd.read_csv(buf, keep_default_na=False, na_values={c: ["", "NaN"] if c in floats else [""] for c in SOURCE_COLS},
+                     dtype={"id": "int64", "name": object, "source_file": object, "price_nulls": "int64",
+                            **dict.fromkeys(floats, "float64"), **dict.fromkeys(TIME_COLS, "Int64")})
+    for col in TIME_COLS:  # epoch microseconds, NULL -> NaT (int64 min is NaT's bit pattern)
+        us = df[col].to_numpy("int64", na_value=np.iinfo(np.int64).min).view("datetime64[us]")
+        df[col] = pd.Series(us, index=df.index).dt.tz_localize("UTC")
+    nulls = df.pop("price_nulls").to_numpy()
+    for bit, col in enumerate(PRICE_COLUMNS):
+        isnull = (nulls >> bit) & 1 == 1
+        if isnull.any():
+            raw = df[col].astype(object)
+            raw[isnull] = None
+            df[col] = raw
+    return df
 
 
-def stored_window(conn: psycopg.Connection, asset_id: int, from_ts: datetime | None) -> pd.DataFrame:
-    df = io.read_frame(conn, _q("bars_1d_window"), {"id": asset_id, "from_ts": from_ts})
+def stored_windows(conn: psycopg.Connection, plan: Sequence[tuple[int, datetime | None]]) -> pd.DataFrame:
+    """Stored 1d rows of every ``(id, from_ts)`` (None = all), ordered by (id, timestamp)."""
+    df = io.read_frame(conn, _q("bars_1d_window"), _arrays(plan))
     if df.empty:
         return pd.DataFrame(columns=list(DAILY_COLUMNS))
     for col in ("timestamp", "time_open", "time_close", "time_high", "time_low"):
@@ -58,27 +93,90 @@ def stored_window(conn: psycopg.Connection, asset_id: int, from_ts: datetime | N
     return df
 
 
-def prev_row(conn: psycopg.Connection, asset_id: int, before_ts: datetime) -> tuple[int, pd.Timestamp] | None:
-    row = conn.execute(_q("bars_1d_prev"), {"id": asset_id, "before_ts": before_ts}).fetchone()
-    if row is None:
-        return None
-    return int(row[0]), pd.Timestamp(row[1]).tz_convert("UTC").floor("D").tz_localize(None)
+def prev_rows(conn: psycopg.Connection, plan: Sequence[tuple[int, datetime]]) -> pd.DataFrame:
+    """Per ``(id, before_ts)``: ``bar_seq`` and ``day`` (UTC day of ``time_open``) of the last
+    stored row before ``before_ts``, indexed by id (assets without one are absent)."""
+    rows = conn.execute(_q("bars_1d_prev"), {"ids": [int(a) for a, _ in plan],
+                                             "before_ts": [b for _, b in plan]}).fetchall()
+    day = pd.to_datetime([r[2] for r in rows], utc=True).floor("D").tz_localize(None)
+    return pd.DataFrame({"bar_seq": [int(r[1]) for r in rows], "day": day},
+                        index=pd.Index([int(r[0]) for r in rows], dtype="int64"))
 
 
-def stored_rejects(conn: psycopg.Connection, asset_id: int, from_ts: datetime | None) -> set[tuple[Any, str]]:
-    rows = conn.execute(_q("bars_1d_rejects_window"), {"id": asset_id, "from_ts": from_ts}).fetchall()
-    return {(pd.Timestamp(r[1]), r[2]) for r in rows}
+def stored_rejects(conn: psycopg.Connection, plan: Sequence[tuple[int, datetime | None]]) -> pd.DataFrame:
+    """Stored rejects (id, timestamp, reason) of every ``(id, from_ts)`` (None = all)."""
+    df = io.read_frame(conn, _q("bars_1d_rejects_window"), _arrays(plan))
+    if df.empty:
+        return pd.DataFrame({"id": pd.Series(dtype="int64"), "timestamp": pd.Series(dtype="datetime64[us, UTC]"),
+                             "reason": pd.Series(dtype=object)})
+    df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True)
+    return df
 
 
-def replace_window(out: BatchWrites, asset_id: int, from_ts: datetime | None,
-                   changed: pd.DataFrame, deleted_ts: list[Any], rejects: pd.DataFrame) -> None:
-    """Queue: upsert changed rows, delete vanished ones, rewrite the window's rejects."""
-    for ts in deleted_ts:
+def replace_windows(out: BatchWrites, added: pd.DataFrame, updated: pd.DataFrame, deleted: Sequence[tuple[int, Any]],
+                    windows: Sequence[tuple[int, datetime | None]], rejects: pd.DataFrame) -> None:
+    """Queue for a batch: COPY the rows whose key is not stored (``added``: the whole of a full
+    build), upsert the changed stored rows, delete the vanished ``(id, timestamp)``s, rewrite the
+    rejects of every ``(id, from_ts)`` window. The caller holds every asset's 1d lock, so an
+    absent key stays absent until the flush (deletes, upserts, then COPYs)."""
+    for asset_id, ts in deleted:
         out.delete_series("cmc_price_bars_1d", asset_id, {"timestamp": pd.Timestamp(ts).to_pydatetime()},
                           "timestamp", None)
-    out.stage_upsert("_stage_1d", "cmc_price_bars_1d", DAILY_COLUMNS, changed, "bars_1d_upsert")
-    out.delete_series("cmc_price_bars_1d_rejects", asset_id, {}, "timestamp", from_ts)
+    out.stage_upsert("_stage_1d", "cmc_price_bars_1d", DAILY_COLUMNS, updated, "bars_1d_upsert")
+    if not added.empty:
+        out.after_rows.append(partial(copy_binary, added))
+    for asset_id, from_ts in windows:
+        out.delete_series("cmc_price_bars_1d_rejects", asset_id, {}, "timestamp", from_ts)
     out.add_rows("cmc_price_bars_1d_rejects", ("id", "timestamp", "reason", "raw"), rejects)
+
+
+PG_EPOCH = np.datetime64("2000-01-01T00:00:00", "us")
+BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
+_BINARY_TYPES = {"id": ">i4", "bar_seq": ">i4", "count_missing_days": ">i4", "timestamp": ">i8", "time_open": ">i8",
+                 "time_close": ">i8", "time_high": ">i8", "time_low": ">i8", "open": ">f8", "high": ">f8", "low": ">f8",
+                 "close": ">f8", "volume": ">f8", "market_cap": ">f8", "is_partial_start": "?", "is_partial_end": "?",
+                 "is_missing_days": "?"}
+
+
+def copy_binary(rows: pd.DataFrame, conn: psycopg.Connection) -> None:
+    """COPY 1d rows into ``cmc_price_bars_1d`` in the binary format, laid out by numpy (no
+    per-value text: formatting a full build's rows as CSV cost more than the COPY itself).
+    Rows are grouped by which of volume / market_cap are NULL (NaN), so every group is a
+    fixed-width record array; ``tf`` takes its default '1D' (the only value the build makes)."""
+    if (rows["tf"] != "1D").any():
+        raise ValueError("copy_binary writes tf '1D' rows only")
+    cols, times = list(_BINARY_TYPES), ("timestamp", "time_open", "time_close", "time_high", "time_low")
+    values = {c: rows[c].to_numpy() for c in cols if c not in times}
+    for c in times:
+        values[c] = (rows[c].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[us]") - PG_EPOCH).view("int64")
+    null_v, null_m = np.isnan(values["volume"].astype("float64")), np.isnan(values["market_cap"].astype("float64"))
+    stmt = sql.SQL("COPY cmc_price_bars_1d ({}) FROM STDIN (FORMAT binary)").format(
+        sql.SQL(", ").join(map(sql.Identifier, cols)))
+    with conn.cursor() as cur, cur.copy(stmt) as copy:
+        copy.write(BINARY_HEADER)
+        for nv in (False, True):
+            for nm in (False, True):
+                pick = (null_v == nv) & (null_m == nm)
+                if pick.any():
+                    nulls = {"volume"} if nv else set()
+                    nulls |= {"market_cap"} if nm else set()
+                    copy.write(_records(values, cols, nulls, pick).tobytes())
+        copy.write(b"\xff\xff")
+
+
+def _records(values: dict[str, np.ndarray], cols: list[str], nulls: set[str], pick: np.ndarray) -> np.ndarray:
+    fields: list[tuple[str, str]] = [("_n", ">i2")]
+    for c in cols:
+        fields.append((f"_len_{c}", ">i4"))
+        if c not in nulls:
+            fields.append((c, _BINARY_TYPES[c]))
+    rec = np.empty(int(pick.sum()), dtype=np.dtype(fields))
+    rec["_n"] = len(cols)
+    for c in cols:
+        rec[f"_len_{c}"] = -1 if c in nulls else np.dtype(_BINARY_TYPES[c]).itemsize
+        if c not in nulls:
+            rec[c] = values[c][pick]
+    return rec
 
 
 def delete_all(conn: psycopg.Connection, asset_id: int) -> None:
