@@ -30,12 +30,12 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from ta_lab2.bars.windows import assign_windows
+from ta_lab2.bars.windows import assign_windows, in_a_bar, window_numbers
 from ta_lab2.emas.append import block_index, canonical_upper_bound, continue_emas
 from ta_lab2.emas.compute import EmaState, compute_bar_space, compute_daily_space
 from ta_lab2.emas.validate import median3, nonfinite_mask, validate_emas, violation_types
@@ -287,6 +287,15 @@ def _put_state(out: BatchWrites, variant: EmaVariant, asset_id: int, tf: str, pe
         "median3_min": median3_range[0], "median3_max": median3_range[1]})
 
 
+class _Rows(NamedTuple):
+    """The continued rows of a batch: job ``j`` owns rows ``start[j] : start[j] + length[j]``."""
+
+    job: np.ndarray  # row -> job
+    day: np.ndarray  # row -> index into the batch's flat tail days
+    start: np.ndarray
+    length: np.ndarray
+
+
 class _Appends:
     """The continued series of one batch and family, computed and written together."""
 
@@ -301,110 +310,111 @@ class _Appends:
     def run(self, batch: Batch, opts: RunOptions) -> None:
         if not self.jobs:
             return
-        jobs = self.jobs
+        jobs, bar_space = self.jobs, not self.family.daily_space_only
         cuts: dict[int, datetime] = {}
         for result, _, _, _, row, _ in jobs:
-            a = result.asset_id
-            cuts[a] = min(cuts.get(a, row["last_ts"]), row["last_ts"])
+            cuts[result.asset_id] = min(cuts.get(result.asset_id, row["last_ts"]), row["last_ts"])
         tails = batch.reads.tail(cuts)
-        # per job: where its new days start in its asset's tail and how many there are
-        last_ts = np.array([_ns(j[4]["last_ts"]) for j in jobs])
-        first_new = np.empty(len(jobs), dtype=np.int64)
-        block_len = np.empty(len(jobs), dtype=np.int64)
-        offsets, flat_ts, flat_close, flat_m3 = {}, [], [], []
-        n = 0
-        for a, tail in tails.items():
-            offsets[a] = n
-            flat_ts.append(tail.ts)
-            flat_close.append(tail.close)
-            flat_m3.append(tail.median3)
-            n += len(tail.ts)
-        g_ts = np.concatenate(flat_ts) if flat_ts else np.empty(0, "datetime64[ns]")
-        g_close = np.concatenate(flat_close) if flat_close else np.empty(0)
-        g_m3 = np.concatenate(flat_m3) if flat_m3 else np.empty(0)
-        canon_blocks: dict[tuple[int, str], np.ndarray] = {}
-        canon_parts, canon_at, c_n = [], np.empty(len(jobs), dtype=np.int64), 0
-        for j, (result, _, tf, _, _, _) in enumerate(jobs):
-            a = result.asset_id
-            tail = tails[a]
-            k0 = int(np.searchsorted(tail.ts, last_ts[j], side="right"))
-            first_new[j] = offsets[a] + k0
-            block_len[j] = len(tail.ts) - k0
-            key = (a, tf.tf)
-            if key not in canon_blocks:
-                w = assign_windows(tail.days, tf, tail.first_day)
-                canon_blocks[key] = np.array([c_n])
-                canon_parts.append(~np.isnat(w.win_start) & (w.win_end == tail.days))
-                c_n += len(tail.days)
-            canon_at[j] = int(canon_blocks[key][0]) + k0
-        canon_flat = np.concatenate(canon_parts) if canon_parts else np.empty(0, bool)
-        block_start, k = block_index(block_len)
-        pos = np.repeat(first_new, block_len) + k  # row -> flat tail day
-        cpos = np.repeat(canon_at, block_len) + k
-        canonical = canon_flat[cpos]
-        close = g_close[pos]
+        flat, rows = self._layout(tails)
+        canonical = self._canonical(tails, flat, rows)
         period = np.array([j[3] for j in jobs], dtype=np.int64)
         tf_days = np.array([j[2].tf_days_nominal for j in jobs], dtype=np.int64)
-        last_ema = np.array([j[4]["last_ema"] for j in jobs], dtype=np.float64)
-        bar_space = not self.family.daily_space_only
-        alpha_daily = 2.0 / (tf_days * period + 1)
-        if bar_space:
-            done = continue_emas(close, canonical, block_len, alpha_daily, last_ema, 2.0 / (period + 1),
-                                 np.array([j[4]["last_bar_ema"] for j in jobs], dtype=np.float64))
-        else:
-            done = continue_emas(close, canonical, block_len, alpha_daily, last_ema)
-        # validation bounds: the state's median3 range, continued over each job's new days
-        job_of_row = np.repeat(np.arange(len(jobs)), block_len)
-        lo = np.array([j[4]["median3_min"] for j in jobs], dtype=np.float64)
-        hi = np.array([j[4]["median3_max"] for j in jobs], dtype=np.float64)
-        row_lo, row_hi = np.empty(len(pos)), np.empty(len(pos))
-        lo_now, hi_now = lo.copy(), hi.copy()
-        for step in range(int(block_len.max(initial=0))):
-            act = np.flatnonzero(block_len > step)
-            at = block_start[act] + step
-            lo_now[act] = np.minimum(lo_now[act], g_m3[pos[at]])
-            hi_now[act] = np.maximum(hi_now[act], g_m3[pos[at]])
-            row_lo[at], row_hi[at] = lo_now[act], hi_now[act]
+        state = {k: np.array([j[4][k] for j in jobs], dtype=np.float64)
+                 for k in ("last_ema", "last_bar_ema", "median3_min", "median3_max")}
+        done = continue_emas(flat["close"][rows.day], canonical, rows.length, 2.0 / (tf_days * period + 1),
+                             state["last_ema"], 2.0 / (period + 1) if bar_space else None,
+                             state["last_bar_ema"] if bar_space else None)
+        m3_min, m3_max, bad = self._validate(flat["m3"], rows, done, state["median3_min"], state["median3_max"])
+        keep = np.isfinite(done.ema) & ~np.isinf(done.ema_bar)
+        for j, n in enumerate(np.bincount(rows.job[keep], minlength=len(jobs))):
+            jobs[j][0].rows_written += int(n)
+        bad_assets = {jobs[j][0].asset_id for j in np.unique(rows.job[bad])}
+        ts = flat["ts"][rows.day]
+        self._rejects(batch, jobs, bad_assets, rows.job, ts, done, write=not opts.dry_run)
+        if opts.dry_run:
+            return
+        self._write_rows(batch.writes, rows, ts, canonical, done, keep, period, tf_days)
+        self._write_states(batch.writes, rows, ts, canonical, done, m3_min, m3_max)
+
+    def _layout(self, tails: dict[int, Any]) -> tuple[dict[str, np.ndarray], _Rows]:
+        """The batch's tail days end to end (``ts``, ``close``, ``m3``, ``x`` epoch day, ``f``
+        first grid day, per day) and where each job's new days are among them."""
+        offsets, n = {}, 0
+        for a, tail in tails.items():
+            offsets[a] = n
+            n += len(tail.ts)
+        parts = list(tails.values())
+        flat = {
+            "ts": np.concatenate([t.ts for t in parts]), "close": np.concatenate([t.close for t in parts]),
+            "m3": np.concatenate([t.median3 for t in parts]),
+            "x": np.concatenate([t.days for t in parts]).astype(np.int64),
+            "f": np.concatenate([np.full(len(t.days), t.first_day.astype(np.int64)) for t in parts]),
+        }
+        first = np.empty(len(self.jobs), dtype=np.int64)
+        length = np.empty(len(self.jobs), dtype=np.int64)
+        for j, (result, _, _, _, row, _) in enumerate(self.jobs):
+            tail = tails[result.asset_id]
+            k0 = int(np.searchsorted(tail.ts, _ns(row["last_ts"]), side="right"))
+            first[j], length[j] = offsets[result.asset_id] + k0, len(tail.ts) - k0
+        start, k = block_index(length)
+        return flat, _Rows(np.repeat(np.arange(len(self.jobs)), length), np.repeat(first, length) + k, start, length)
+
+    def _canonical(self, tails: dict[int, Any], flat: dict[str, np.ndarray], rows: _Rows) -> np.ndarray:
+        """Per row: does its day close a bar of its job's timeframe (one windows pass per tf)."""
+        tfs = list({j[2].tf: j[2] for j in self.jobs}.values())
+        code = {tf.tf: i for i, tf in enumerate(tfs)}
+        tf_of_row = np.array([code[j[2].tf] for j in self.jobs], dtype=np.int64)[rows.job]
+        out = np.zeros(len(rows.day), dtype=bool)
+        for i, tf in enumerate(tfs):
+            seq, _, end = window_numbers(flat["x"], flat["f"], tf)
+            closes = in_a_bar(seq, tf) & (end == flat["x"])
+            mine = tf_of_row == i
+            out[mine] = closes[rows.day[mine]]
+        return out
+
+    @staticmethod
+    def _validate(m3: np.ndarray, rows: _Rows, done: Any, m3_min: np.ndarray,
+                  m3_max: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The median3 range continued over each job's days; which rows a check flags."""
+        lo, hi = m3_min.copy(), m3_max.copy()
+        row_lo, row_hi = np.empty(len(rows.day)), np.empty(len(rows.day))
+        for step in range(int(rows.length.max(initial=0))):
+            act = np.flatnonzero(rows.length > step)
+            at = rows.start[act] + step
+            lo[act] = np.minimum(lo[act], m3[rows.day[at]])
+            hi[act] = np.maximum(hi[act], m3[rows.day[at]])
+            row_lo[at], row_hi[at] = lo[act], hi[act]
         bad = (violation_types(done.ema, 0.5 * row_lo, 2.0 * row_hi, False) != "") | \
               (violation_types(done.ema_bar, 0.5 * row_lo, 2.0 * row_hi, True) != "")
-        keep = np.isfinite(done.ema) & ~np.isinf(done.ema_bar)
-        written = np.bincount(job_of_row[keep], minlength=len(jobs))
-        n_canon = np.bincount(job_of_row[canonical], minlength=len(jobs))
-        last_row = block_start + block_len - 1
-        canon_rows = np.flatnonzero(canonical)
-        last_canon_row = np.full(len(jobs), -1)
-        np.maximum.at(last_canon_row, job_of_row[canon_rows], canon_rows)
-        ts_rows = g_ts[pos]
-        for j, (result, _, _, _, _, _) in enumerate(jobs):
-            result.rows_written += int(written[j])
-        bad_assets = {jobs[j][0].asset_id for j in np.unique(job_of_row[bad])}
-        if opts.dry_run:
-            self._rejects(batch, jobs, bad_assets, job_of_row, ts_rows, done, write=False)
-            return
-        out = batch.writes
-        ids = np.array([j[0].asset_id for j in jobs], dtype=np.int64)
-        tfs = np.array([j[2].tf for j in jobs], dtype=object)
-        tables = np.array([j[1].table for j in jobs], dtype=object)
+        return lo, hi, bad
+
+    def _write_rows(self, out: BatchWrites, rows: _Rows, ts: np.ndarray, canonical: np.ndarray, done: Any,
+                    keep: np.ndarray, period: np.ndarray, tf_days: np.ndarray) -> None:
+        ids = np.array([j[0].asset_id for j in self.jobs], dtype=np.int64)
+        tfs = np.array([j[2].tf for j in self.jobs], dtype=object)
+        tables = np.array([j[1].table for j in self.jobs], dtype=object)
         for variant in self.family.variants:
-            mine = (tables[job_of_row] == variant.table) & keep
+            mine = (tables[rows.job] == variant.table) & keep
             if mine.any():
-                jr = job_of_row[mine]
+                jr = rows.job[mine]
                 out.add_rows(variant.table, WRITE_COLUMNS, pd.DataFrame({
-                    "id": ids[jr], "tf": tfs[jr], "ts": pd.DatetimeIndex(ts_rows[mine]).tz_localize("UTC"),
+                    "id": ids[jr], "tf": tfs[jr], "ts": pd.DatetimeIndex(ts[mine]).tz_localize("UTC"),
                     "period": period[jr], "tf_days": tf_days[jr], "roll": ~canonical[mine],
                     "ema": done.ema[mine], "ema_bar": done.ema_bar[mine]}))
-        self._rejects(batch, jobs, bad_assets, job_of_row, ts_rows, done, write=True)
-        for j, (result, variant, tf, p, row, rev) in enumerate(jobs):
-            if block_len[j] == 0:
-                state = _to_state(row)
-            else:
-                state = EmaState(
-                    last_ts=ts_rows[last_row[j]],
-                    last_canonical_ts=(ts_rows[last_canon_row[j]] if last_canon_row[j] >= 0 else
-                                       _to_state(row).last_canonical_ts),
-                    last_bar_ema=float(done.last_bar_ema[j]) if bar_space else None,
-                    last_ema=float(done.last_ema[j]), canonical_count=int(row["canonical_count"]) + int(n_canon[j]))
-            _put_state(out, variant, result.asset_id, tf.tf, p, state, rev, (float(lo_now[j]), float(hi_now[j])))
+
+    def _write_states(self, out: BatchWrites, rows: _Rows, ts: np.ndarray, canonical: np.ndarray, done: Any,
+                      m3_min: np.ndarray, m3_max: np.ndarray) -> None:
+        n_canon = np.bincount(rows.job[canonical], minlength=len(self.jobs))
+        last_canon = np.full(len(self.jobs), -1)
+        np.maximum.at(last_canon, rows.job[canonical], np.flatnonzero(canonical))
+        for j, (result, variant, tf, p, row, rev) in enumerate(self.jobs):
+            before = _to_state(row)
+            state = before if rows.length[j] == 0 else EmaState(
+                last_ts=ts[rows.start[j] + rows.length[j] - 1],
+                last_canonical_ts=ts[last_canon[j]] if last_canon[j] >= 0 else before.last_canonical_ts,
+                last_bar_ema=None if self.family.daily_space_only else float(done.last_bar_ema[j]),
+                last_ema=float(done.last_ema[j]), canonical_count=before.canonical_count + int(n_canon[j]))
+            _put_state(out, variant, result.asset_id, tf.tf, p, state, rev, (float(m3_min[j]), float(m3_max[j])))
 
     def _rejects(self, batch: Batch, jobs: list[Any], bad_assets: set[int], job_of_row: np.ndarray,
                  ts_rows: np.ndarray, done: Any, *, write: bool) -> None:
