@@ -202,25 +202,23 @@ def overhead(ov: dict[str, float]) -> list[str]:
 
 ANALYSIS = """## What bounds the engine, what was done, what is left
 
-- **Done (issue 10, step 1):** a component runs for a batch of assets in one transaction on one
-  connection: locks for the whole batch in one round trip, one read per kind for the batch (state
-  rows, 1d grids, change feed, bounds), one COPY per output table, set-based deletes of superseded
-  series, one staged upsert for the 1d rows and the EMA rejects, pipelined state upserts, one audit
-  write; the snapshot families build every (asset, tf) series of the batch in ONE vectorised pass
-  (`bars.snapshot.build_snapshots_many`). Connections per asset and component, per-series queries
-  and per-series statements are gone (compare `connection.py(wait)` in the profile: a few seconds).
+- **A batch is the unit of work** (docs/decisions.md D-engine-1): a component runs for a batch of
+  assets in one transaction on one connection: locks in one round trip, one read per kind for the
+  batch, one COPY per output table, set-based deletes of superseded series, state rows and audit
+  rows staged by COPY and upserted in one statement each.
+- **Every component's daily path is O(new rows) from its state:** `bars.1d` plans, builds
+  (`build_daily_many`) and diffs the whole batch at once, reading only each asset's changed
+  source window; the snapshot families continue each bar from its newest stored row (D-snap-1),
+  reading only the new 1d days; the EMA families continue every seeded series of the batch in one
+  numpy pass from `last_ema` / `last_bar_ema`, with the validation bounds carried in the state
+  (D-engine-4), and skip series that provably cannot seed yet. No history is read on a normal day.
 - **Full build vs the floor:** compare the full build's CPU seconds (the Python side) with its wall
-  seconds: most of the wall time is Postgres (COPY into tables with their primary keys and
-  indexes, plus the audit and state writes) and, on a shared machine, waiting for a core. The COPY
-  floor is measured into scratch tables that are empty; the refresh writes into tables that grow.
-- **One new day:** the profile shows the remaining cost is per-(asset, timeframe) pandas overhead
-  in the EMA refreshers (`_refresh_tf`, `validate_emas`, frame assembly: ~28 timeframe groups per
-  asset and family) and the per-asset 1d build (`build_daily`, a few dozen pandas calls on a
-  4-row window), plus reading each batch's whole 1d grid (the EMA validation bounds and canonical
-  flags are computed over the full history). Reaching ~20 ms per asset needs the same treatment the
-  snapshot families got: the EMA continuation from state (one new day = `α·x + (1−α)·prev` per
-  series) vectorised across the batch's series, the running validation bounds kept in the state,
-  and `build_daily` over the batch at once.
+  seconds: the remaining gap is pandas fixed costs of the vectorised builds, CSV formatting of the
+  COPY streams of the snapshot and EMA tables (the 1d table is written in COPY's binary format, laid
+  out by numpy) and, on a shared machine, waiting for a core. The COPY floor writes into empty
+  scratch tables; the refresh writes into tables that grow.
+- **What is left** is read from the profiles above: per batch and component, a fixed cost of a few
+  queries, the frame assembly of the rows and the per-series state dictionaries.
 """
 
 
