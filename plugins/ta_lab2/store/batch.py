@@ -166,6 +166,9 @@ class BatchReads:
         index range scan per asset, never its history."""
         from ta_lab2.emas.append import median3_tail
 
+        key = ("tail", tuple(sorted(cuts.items())))
+        if key in self.memo:  # the EMA families of one batch ask for the same cuts (CLI session)
+            return dict(self.memo[key])
         ids = sorted(cuts)
         rows = self.conn.execute(sqlfiles.load("queries/bars_1d_tail"),
                                  {"ids": ids, "cuts": [cuts[a] for a in ids]}).fetchall()
@@ -183,7 +186,8 @@ class BatchReads:
             m3[new] = median3_tail(close[~new], close[new])
             first = _utc_ns([got[0][5]]).astype("datetime64[D]")[0] if got else np.datetime64("NaT", "D")
             out[a] = Tail(ts, days, close, m3, first)
-        return out
+        self.memo[key] = out
+        return dict(out)
 
     def state_rows(self, state_table: str, query_name: str, asset_id: int) -> list[dict[str, Any]]:
         """The rows ``query_name`` returns for one asset, read for all assets at once."""
