@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from functools import partial
 from io import BytesIO
 from typing import Any
 
@@ -124,59 +123,10 @@ def replace_windows(out: BatchWrites, added: pd.DataFrame, updated: pd.DataFrame
                           "timestamp", None)
     out.stage_upsert("_stage_1d", "cmc_price_bars_1d", DAILY_COLUMNS, updated, "bars_1d_upsert")
     if not added.empty:
-        out.after_rows.append(partial(copy_binary, added))
+        out.add_rows("cmc_price_bars_1d", DAILY_COLUMNS, added)
     for asset_id, from_ts in windows:
         out.delete_series("cmc_price_bars_1d_rejects", asset_id, {}, "timestamp", from_ts)
     out.add_rows("cmc_price_bars_1d_rejects", ("id", "timestamp", "reason", "raw"), rejects)
-
-
-PG_EPOCH = np.datetime64("2000-01-01T00:00:00", "us")
-BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
-_BINARY_TYPES = {"id": ">i4", "bar_seq": ">i4", "count_missing_days": ">i4", "timestamp": ">i8", "time_open": ">i8",
-                 "time_close": ">i8", "time_high": ">i8", "time_low": ">i8", "open": ">f8", "high": ">f8", "low": ">f8",
-                 "close": ">f8", "volume": ">f8", "market_cap": ">f8", "is_partial_start": "?", "is_partial_end": "?",
-                 "is_missing_days": "?"}
-
-
-def copy_binary(rows: pd.DataFrame, conn: psycopg.Connection) -> None:
-    """COPY 1d rows into ``cmc_price_bars_1d`` in the binary format, laid out by numpy (no
-    per-value text: formatting a full build's rows as CSV cost more than the COPY itself).
-    Rows are grouped by which of volume / market_cap are NULL (NaN), so every group is a
-    fixed-width record array; ``tf`` takes its default '1D' (the only value the build makes)."""
-    if (rows["tf"] != "1D").any():
-        raise ValueError("copy_binary writes tf '1D' rows only")
-    cols, times = list(_BINARY_TYPES), ("timestamp", "time_open", "time_close", "time_high", "time_low")
-    values = {c: rows[c].to_numpy() for c in cols if c not in times}
-    for c in times:
-        values[c] = (rows[c].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[us]") - PG_EPOCH).view("int64")
-    null_v, null_m = np.isnan(values["volume"].astype("float64")), np.isnan(values["market_cap"].astype("float64"))
-    stmt = sql.SQL("COPY cmc_price_bars_1d ({}) FROM STDIN (FORMAT binary)").format(
-        sql.SQL(", ").join(map(sql.Identifier, cols)))
-    with conn.cursor() as cur, cur.copy(stmt) as copy:
-        copy.write(BINARY_HEADER)
-        for nv in (False, True):
-            for nm in (False, True):
-                pick = (null_v == nv) & (null_m == nm)
-                if pick.any():
-                    nulls = {"volume"} if nv else set()
-                    nulls |= {"market_cap"} if nm else set()
-                    copy.write(_records(values, cols, nulls, pick).tobytes())
-        copy.write(b"\xff\xff")
-
-
-def _records(values: dict[str, np.ndarray], cols: list[str], nulls: set[str], pick: np.ndarray) -> np.ndarray:
-    fields: list[tuple[str, str]] = [("_n", ">i2")]
-    for c in cols:
-        fields.append((f"_len_{c}", ">i4"))
-        if c not in nulls:
-            fields.append((c, _BINARY_TYPES[c]))
-    rec = np.empty(int(pick.sum()), dtype=np.dtype(fields))
-    rec["_n"] = len(cols)
-    for c in cols:
-        rec[f"_len_{c}"] = -1 if c in nulls else np.dtype(_BINARY_TYPES[c]).itemsize
-        if c not in nulls:
-            rec[c] = values[c][pick]
-    return rec
 
 
 def delete_all(conn: psycopg.Connection, asset_id: int) -> None:
