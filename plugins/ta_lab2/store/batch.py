@@ -38,7 +38,7 @@ class Tail(NamedTuple):
     ts: np.ndarray  # time_close, naive UTC datetime64[ns]
     days: np.ndarray  # the grid day (UTC day of time_open), datetime64[D]
     close: np.ndarray  # float64
-    median3: np.ndarray  # trailing median3 of the new days (NaN on the days before them)
+    is_new: np.ndarray  # bool: a day after the cut (the others are the up to two before it)
     first_day: np.datetime64  # the asset's first grid day
 
 
@@ -164,8 +164,6 @@ class BatchReads:
     def tail(self, cuts: dict[int, datetime]) -> dict[int, Tail]:
         """Per asset, the grid days after ``cuts[asset]`` (``queries/bars_1d_tail``): one
         index range scan per asset, never its history."""
-        from ta_lab2.emas.append import median3_tail
-
         key = ("tail", tuple(sorted(cuts.items())))
         if key in self.memo:  # the EMA families of one batch ask for the same cuts (CLI session)
             return dict(self.memo[key])
@@ -182,10 +180,8 @@ class BatchReads:
             days = _utc_ns([r[2] for r in got]).astype("datetime64[D]")
             close = np.array([r[3] for r in got], dtype=np.float64)
             new = np.array([r[4] for r in got], dtype=bool)
-            m3 = np.full(len(got), np.nan)
-            m3[new] = median3_tail(close[~new], close[new])
             first = _utc_ns([got[0][5]]).astype("datetime64[D]")[0] if got else np.datetime64("NaT", "D")
-            out[a] = Tail(ts, days, close, m3, first)
+            out[a] = Tail(ts, days, close, new, first)
         self.memo[key] = out
         return dict(out)
 
@@ -218,6 +214,7 @@ class BatchWrites:
         self.ema_rejects: list[pd.DataFrame] = []
         self.state_deletes: dict[tuple[str, tuple[str, ...]], list[tuple[Any, ...]]] = defaultdict(list)
         self.state_puts: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        self.state_frames: dict[tuple[str, str], list[pd.DataFrame]] = defaultdict(list)
         self.statements: dict[str, tuple[sql.Composed, list[dict[str, Any]]]] = {}
         self.after_rows: list[Callable[[psycopg.Connection], None]] = []
 
@@ -237,6 +234,12 @@ class BatchWrites:
 
     def put_state(self, state_table: str, query_name: str, row: dict[str, Any]) -> None:
         self.state_puts[(state_table, query_name)].append(row)
+
+    def put_states(self, state_table: str, query_name: str, rows: pd.DataFrame) -> None:
+        """State rows as columns (one frame for many series): staged by one binary ``COPY``;
+        ``query_name`` must have a ``<query>_staged`` twin."""
+        if not rows.empty:
+            self.state_frames[(state_table, query_name)].append(rows)
 
     def delete_state(self, state_table: str, keys: dict[str, Any]) -> None:
         self.state_deletes[(state_table, tuple(keys))].append(tuple(keys.values()))
@@ -264,6 +267,12 @@ class BatchWrites:
             _delete_keys(conn, state_table, keys, items, None, None)
         for (state_table, query_name), rows in self.state_puts.items():
             _put_states(conn, state_table, query_name, rows)
+        for (state_table, query_name), parts in self.state_frames.items():
+            stage = f"_stage_{state_table}"
+            io.stage_like(conn, stage, state_table)
+            frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+            io.copy_frame(conn, stage, list(frame.columns), frame)
+            conn.execute(frames.query(f"{query_name}_staged", state=state_table, stage=stage))
         with conn.cursor() as cur:
             for stmt, params in self.statements.values():
                 cur.executemany(stmt, params)
