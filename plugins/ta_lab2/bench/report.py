@@ -66,9 +66,12 @@ def summary(results: Sequence[dict[str, Any]]) -> list[str]:
     ok = [r for r in results if "error" not in r]
     if len(ok) >= 2:
         a, b = ok[0], ok[-1]
-        lines.append(f"- peak RSS {_f(a['peak_rss_mb'], 0)} MB at {a['assets']:,} assets vs "
-                     f"{_f(b['peak_rss_mb'], 0)} MB at {b['assets']:,} "
-                     f"({_ok(abs(b['peak_rss_mb'] / a['peak_rss_mb'] - 1) <= 0.2)}: within 20 %).")
+        growth = b["peak_rss_mb"] / a["peak_rss_mb"] - 1
+        lines.append(f"- peak RSS {_f(a['peak_rss_mb'], 0)} MB at {a['assets']:,} × {a['days']:,} vs "
+                     f"{_f(b['peak_rss_mb'], 0)} MB at {b['assets']:,} × {b['days']:,} ({100 * growth:+.0f} %; "
+                     f"{_ok(growth <= 0.2)}: at most 20 % more with {b['assets'] / a['assets']:,.0f}× the assets; "
+                     "a batch holds CLI_BATCH_SIZE assets, so its memory follows their history length, "
+                     "not the universe).")
     lines += [dag_verdict(r) for r in results if "dag" in r]
     return lines + [""]
 
@@ -212,13 +215,15 @@ ANALYSIS = """## What bounds the engine, what was done, what is left
   reading only the new 1d days; the EMA families continue every seeded series of the batch in one
   numpy pass from `last_ema` / `last_bar_ema`, with the validation bounds carried in the state
   (D-engine-4), and skip series that provably cannot seed yet. No history is read on a normal day.
-- **Full build vs the floor:** compare the full build's CPU seconds (the Python side) with its wall
-  seconds: the remaining gap is pandas fixed costs of the vectorised builds, CSV formatting of the
-  COPY streams of the snapshot and EMA tables (the 1d table is written in COPY's binary format, laid
-  out by numpy) and, on a shared machine, waiting for a core. The COPY floor writes into empty
-  scratch tables; the refresh writes into tables that grow.
-- **What is left** is read from the profiles above: per batch and component, a fixed cost of a few
-  queries, the frame assembly of the rows and the per-series state dictionaries.
+- **Full build vs the floor:** every output, stage and state table is written in COPY's binary
+  format, laid out by numpy (D-engine-6; the CSV formatting of the snapshot and EMA streams, and
+  boxing every tz-aware instant on the way, once cost more than the COPY itself). Compare the full
+  build's CPU seconds (the Python side: the vectorised builds, the EMA recursion per series) with
+  its wall seconds (plus Postgres: writing into tables that grow, with their indexes and WAL; the
+  floor writes into empty scratch twins).
+- **What is left** is read from the profiles above: per batch and component a fixed cost of a few
+  queries and a commit, the series planning in Python (one small step per (asset, tf, period)),
+  the newest-row read of the snapshot families, and the audit rows.
 """
 
 

@@ -120,6 +120,12 @@ class BatchReads:
         """The rows of ``daily_frame(a, from_ts[a])`` of every asset named, end to end with an
         ``id`` column (sorted by id, timestamp): ONE query reading only those rows (the append
         path's new days), or the whole-history read's rows when it was made."""
+        key = ("daily_rows_from", tuple(sorted((a, pd.Timestamp(t)) for a, t in from_ts.items())))
+        if key not in self.memo:  # the snapshot families of one CLI batch ask for the same new days
+            self.memo[key] = self._daily_rows_from(from_ts)
+        return self.memo[key].copy()
+
+    def _daily_rows_from(self, from_ts: dict[int, datetime]) -> pd.DataFrame:
         if from_ts and all(a in self._daily_read for a in from_ts):
             parts = [self.daily_frame(a, ts).assign(id=a) for a, ts in sorted(from_ts.items())]
             return pd.concat(parts, ignore_index=True) if parts else frames.typed_daily(

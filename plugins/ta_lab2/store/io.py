@@ -122,24 +122,25 @@ class _NotBinary(Exception):
 
 def _binary_column(s: pd.Series, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """(values in the wire type, NULL mask) of one column; text values as a bytes array."""
-    values = s.to_numpy()
-    if kind == "text":
-        null = pd.isna(values) if values.dtype == object else np.zeros(len(values), bool)
-        if values.dtype == object and not all(isinstance(v, str) for v in values[~null]):
-            raise _NotBinary(kind)
-        filled = np.where(null, "", values).astype(str)
-        return np.char.encode(filled, "utf-8"), null
-    if kind not in _FIXED:
-        raise _NotBinary(kind)
-    if kind == "timestamp with time zone":
+    if kind == "timestamp with time zone":  # before any to_numpy(): a tz-aware one boxes every value
         if not isinstance(s.dtype, pd.DatetimeTZDtype):
             raise _NotBinary(kind)
         ns = s.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[ns]")
         null = np.isnat(ns)
         if (ns[~null].view("int64") % 1000).any():  # sub-microsecond: the server's text rounding decides
             raise _NotBinary(kind)
-        us = ns.astype("datetime64[us]")
-        return np.where(null, 0, (us - PG_EPOCH_US).view("int64")), null
+        return np.where(null, 0, (ns.astype("datetime64[us]") - PG_EPOCH_US).view("int64")), null
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        raise _NotBinary(kind)
+    values = s.to_numpy()
+    if kind == "text":
+        codes, uniques = pd.factorize(values)  # few distinct texts (tf): check and encode each once
+        if not all(isinstance(u, str) for u in uniques):
+            raise _NotBinary(kind)
+        encoded = np.array([u.encode("utf-8") for u in uniques] + [b""], dtype=bytes)
+        return encoded[codes], codes < 0  # code -1 (NULL) takes the trailing b""
+    if kind not in _FIXED:
+        raise _NotBinary(kind)
     if kind == "date":
         days = pd.to_datetime(s).to_numpy("datetime64[ns]") if values.dtype == object else values
         if days.dtype.kind != "M":
