@@ -99,7 +99,14 @@ def redact(url: str) -> str:
 
 
 def connect(url: str) -> psycopg.Connection:
-    return psycopg.connect(url, autocommit=False, connect_timeout=10, application_name="ta_lab2")
+    """A warehouse session with JIT compilation off (unless the URL's ``options`` set ``jit``):
+    this project's queries are index range scans and small aggregates whose cost estimates pass
+    ``jit_above_cost`` on a large warehouse; compiling them took ~90 ms per query, 70 % of a
+    per-asset validation and more than the query itself (docs/decisions.md D-engine-7)."""
+    options = str(psycopg.conninfo.conninfo_to_dict(url).get("options") or "")
+    if "jit" not in options:
+        options = f"{options} -c jit=off".strip()
+    return psycopg.connect(url, autocommit=False, connect_timeout=10, application_name="ta_lab2", options=options)
 
 
 @contextmanager
