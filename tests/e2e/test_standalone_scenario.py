@@ -551,7 +551,9 @@ def test_backfill_of_three_days_equals_one_refresh_at_the_last_cutoff(
 def _terminate_while_running(server: str, dbname: str, metadata: str, run_id: str, hits: int,
                              stop: threading.Event, seed: int) -> list[float]:
     """``pg_terminate_backend`` the run's warehouse sessions ``hits`` times, each at a random
-    moment while a task is at work in the database, 1-3 s apart; the monotonic times of the
+    moment while a task is at work in the database, 0.3-1 s apart (a task's database work lasts
+    tens of milliseconds since the engine works in batches: sessions are polled every 10 ms);
+    the monotonic times of the
     hits. Never while a task instance already retried is unfinished: no task is cut twice, so
     the run can only fail if a cut task is not retried (retries=0) or not transient. (Task
     states come from the metadata database here, not the API: polling the API's single worker
@@ -569,7 +571,7 @@ def _terminate_while_running(server: str, dbname: str, metadata: str, run_id: st
             busy = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name = "
                                 "'ta_lab2' AND state <> 'idle'", (dbname,)).fetchone()
             if not (busy and busy[0]):
-                time.sleep(0.05)
+                time.sleep(0.01)
                 continue
             if a_retry_pending(meta):
                 stop.wait(0.5)
@@ -577,7 +579,7 @@ def _terminate_while_running(server: str, dbname: str, metadata: str, run_id: st
             time.sleep(rng.uniform(0.0, 0.2))  # somewhere inside the statement or transaction
             if terminate_backends(server, dbname):
                 done.append(time.monotonic())
-                stop.wait(rng.uniform(1.0, 3.0))
+                stop.wait(rng.uniform(0.3, 1.0))
     return done
 
 
