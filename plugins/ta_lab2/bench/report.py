@@ -232,8 +232,11 @@ def missed(results: Sequence[dict[str, Any]]) -> list[str]:
         if modes:
             facts.append(f"{_f(modes[0], 1)} s in planning {modes[1]:,} EMA series one by one (most have no state "
                          "yet: too little history to seed)")
-        out.append(line + (": " + "; ".join(facts) if facts else "") + ". With longer histories the same "
-                   "per-asset day is a smaller share (see the other scale).")
+        out.append(line + (": " + "; ".join(facts) if facts else "") + ".")
+    if out:
+        out += ["", "A new day costs about the same per asset at every scale (it follows the new rows and the "
+                "series, not the history), while the full build per asset grows with the history: the share "
+                "is smallest where histories are longest."]
     return ["## Where a target is missed", "", *out, ""] if out else []
 
 
