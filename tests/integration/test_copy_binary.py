@@ -83,5 +83,6 @@ def test_copy_frame_falls_back_to_csv_for_what_binary_cannot_lay_out(fresh_db_ur
 def test_binary_copy_refuses_integers_out_of_range(fresh_db_url: str) -> None:
     with db.connect(fresh_db_url) as conn:
         conn.execute("CREATE TABLE t_int (id integer)")
+        assert io.copy_frame_binary(conn, "t_int", ("id",), pd.DataFrame({"id": pd.Series([], dtype="int64")})) == 0
         with pytest.raises(ValueError, match="out of range for an integer column"):
             io.copy_frame_binary(conn, "t_int", ("id",), pd.DataFrame({"id": [1, 2**31]}))

@@ -182,7 +182,7 @@ def copy_frame_binary(conn: psycopg.Connection, table: str, columns: Sequence[st
     encoded = [_binary_column(df[c], kinds[c]) for c in columns]
     n = len(df)
     groups = _layout_groups([null for _, null in encoded]
-                            + [np.char.str_len(v) for v, _ in encoded if v.dtype.kind == "S"], n)
+                            + [np.char.str_len(v) for v, _ in encoded if v.dtype.kind == "S"], n) if n else []
     stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
     with conn.cursor() as cur, cur.copy(stmt) as copy:
