@@ -222,7 +222,9 @@ def missed(results: Sequence[dict[str, Any]]) -> list[str]:
         facts = []
         waits = _cumtime(r, "(wait)")
         if waits:
-            batches = max(1, len(r["day"]["components"])) * -(-n // 100)
+            from ta_lab2.refresh.runner import CLI_BATCH_SIZE
+
+            batches = max(1, len(r["day"]["components"])) * -(-n // CLI_BATCH_SIZE)
             facts.append(f"{_f(waits[0], 1)} s are spent waiting on Postgres ({waits[1]:,} waits, about "
                          f"{waits[1] // batches} per batch and component: locks, reads, COPYs, upserts, commit, audit)")
         tails = _cumtime(r, "(_tails)")

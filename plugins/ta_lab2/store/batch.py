@@ -18,6 +18,7 @@ import numbers
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -274,11 +275,8 @@ class BatchWrites:
         for (state_table, query_name), rows in self.state_puts.items():
             _put_states(conn, state_table, query_name, rows)
         for (state_table, query_name), parts in self.state_frames.items():
-            stage = f"_stage_{state_table}"
-            io.stage_like(conn, stage, state_table)
             frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
-            io.copy_frame(conn, stage, list(frame.columns), frame)
-            conn.execute(frames.query(f"{query_name}_staged", state=state_table, stage=stage))
+            _upsert_staged(conn, state_table, query_name, partial(_copy_whole_frame, conn, frame))
         with conn.cursor() as cur:
             for stmt, params in self.statements.values():
                 cur.executemany(stmt, params)
@@ -295,10 +293,22 @@ def _put_states(conn: psycopg.Connection, state_table: str, query_name: str, row
         with conn.cursor() as cur:
             cur.executemany(frames.query(query_name, state=state_table), rows)
         return
+    columns = list(rows[0])
+    _upsert_staged(conn, state_table, query_name,
+                   lambda stage: io.copy_rows(conn, stage, columns, ([r[c] for c in columns] for r in rows)))
+
+
+def _copy_whole_frame(conn: psycopg.Connection, frame: pd.DataFrame, stage: str) -> None:
+    io.copy_frame(conn, stage, list(frame.columns), frame)
+
+
+def _upsert_staged(conn: psycopg.Connection, state_table: str, query_name: str,
+                   fill: Callable[[str], object]) -> None:
+    """A temp stage shaped like ``state_table``, filled by ``fill(stage)``, upserted by the
+    ONE statement ``queries/<query_name>_staged``."""
     stage = f"_stage_{state_table}"
     io.stage_like(conn, stage, state_table)
-    columns = list(rows[0])
-    io.copy_rows(conn, stage, columns, ([r[c] for c in columns] for r in rows))
+    fill(stage)
     conn.execute(frames.query(f"{query_name}_staged", state=state_table, stage=stage))
 
 

@@ -179,7 +179,7 @@ def copy_frame_binary(conn: psycopg.Connection, table: str, columns: Sequence[st
     :class:`_NotBinary` for a column type it does not lay out.
     """
     kinds = types if types is not None else column_types(conn, table)
-    encoded = [_binary_column(df[c], kinds[c]) for c in columns]
+    encoded = [_binary_column(df[c], kinds.get(c, "")) for c in columns]  # unknown column: _NotBinary
     n = len(df)
     groups = _layout_groups([null for _, null in encoded]
                             + [np.char.str_len(v) for v, _ in encoded if v.dtype.kind == "S"], n) if n else []
@@ -244,14 +244,10 @@ def copy_frame(conn: psycopg.Connection, table: str, columns: Sequence[str], df:
     every column's type has a binary layout here, else as CSV (:func:`copy_frame_csv`)."""
     if df.empty:
         return 0
-    types = column_types(conn, table)
     try:
-        encoded_ok = all(types.get(c) in _FIXED or types.get(c) == "text" for c in columns)
-        if encoded_ok:
-            return copy_frame_binary(conn, table, columns, df, types)
-    except _NotBinary:
-        pass
-    return copy_frame_csv(conn, table, columns, df)
+        return copy_frame_binary(conn, table, columns, df)
+    except _NotBinary:  # raised while encoding, before the COPY starts
+        return copy_frame_csv(conn, table, columns, df)
 
 
 def copy_frame_csv(conn: psycopg.Connection, table: str, columns: Sequence[str], df: pd.DataFrame) -> int:
