@@ -31,7 +31,7 @@ from typing import Any
 from ta_lab2.ops.summary import first_failure
 from ta_lab2.progress import ProgressReporter
 from ta_lab2.refresh.context import ComponentResult, RunOptions
-from ta_lab2.refresh.runner import CLI_BATCH_SIZE, record_result, run_batch, upstream_of
+from ta_lab2.refresh.runner import cli_batches, record_result, run_batch, upstream_of
 from ta_lab2.store import db
 
 log = logging.getLogger("ta_lab2.cli")
@@ -61,10 +61,13 @@ def run_components(url: str, asset_ids: Sequence[int], components: Sequence[str]
     results: dict[tuple[int, str], ComponentResult] = {}
     stale: dict[int, str] | None = None
     stopped: str | None = None
-    size = CLI_BATCH_SIZE if params["batch_size"] == "auto" else max(1, int(params["batch_size"]))
-    if not params["continue_on_error"]:
-        size = 1  # fail fast means at the first failed asset: its batch-mates must not run after it
-    batches = [list(asset_ids[i:i + size]) for i in range(0, len(asset_ids), size)]
+    if not params["continue_on_error"]:  # fail fast means at the first failed asset: its batch-mates must not run after it
+        batches = [[a] for a in asset_ids]
+    elif params["batch_size"] == "auto":
+        batches = cli_batches(url, asset_ids, opts, components)
+    else:
+        size = max(1, int(params["batch_size"]))
+        batches = [list(asset_ids[i:i + size]) for i in range(0, len(asset_ids), size)]
 
     def emit(res: ComponentResult) -> None:
         results[(res.asset_id, res.component)] = res

@@ -93,7 +93,7 @@ RUN_PARAMS: tuple[RunParam, ...] = (
     RunParam("alert_per_task", False, "also alert every failed task and the failed run, not only the run's digest "
              "(the CLI has no tasks: it always sends the one digest)", "flag", {"type": "boolean"}),
     RunParam("batch_size", "auto", 'assets per mapped task instance: "auto" (about 16 instances of at most 250 '
-             "assets each; the CLI: batches of 100) or an integer", "integer",
+             "assets each; the CLI: batches sized by the days to compute and by their locks) or an integer", "integer",
              {"oneOf": [{"type": "string", "enum": ["auto"]},
                         {"type": "integer", "minimum": 1, "maximum": MAX_BATCH_SIZE}]}, "auto|N"),
 )

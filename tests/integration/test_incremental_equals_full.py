@@ -171,3 +171,40 @@ def test_bad_rows_are_rejected_or_repaired_identically_incrementally(session_db_
         refresh(session_db_url, inc, BARS, start + timedelta(days=c), corruption_min_rows=1000)
     refresh(session_db_url, full, BARS, start + timedelta(days=41), corruption_min_rows=1000)
     assert_twins_equal(session_db_url, inc, full, all_tables("bars"))
+
+
+# the newest row a snapshot state carries since D-engine-9 (NULL in state rows written before)
+CARRIED = ("last_ts", "last_pos_in_bar", "last_time_open", "last_time_high", "last_time_low", "last_open", "last_high",
+           "last_low", "last_volume", "last_count_days", "last_first_missing_day", "last_last_missing_day")
+
+
+def test_snapshot_state_rows_from_before_the_carried_row_take_window_once_then_append(session_db_url: str) -> None:
+    """A state row without the newest row it resumes from (written before the ``last_*``
+    columns existed) is not trusted for an append: its series takes 'window' once (the open
+    bar recomputed from the 1d rows), which writes the carried row, and appends again after;
+    every table equals a one-shot full build."""
+    import psycopg
+    from psycopg import sql
+
+    from ta_lab2.registry import SNAPSHOT_FAMILIES
+
+    inc, full = new_asset_ids()
+    rows = history(4242, 120, gap_prob=0.05)
+    start = rows[0]["timeopen"]
+    for asset in (inc, full):
+        load_rows(session_db_url, asset, rows)
+    refresh(session_db_url, inc, BARS, start + timedelta(days=100), tfs=APPEND_TFS)
+    with psycopg.connect(session_db_url, autocommit=True) as conn:
+        for fam in SNAPSHOT_FAMILIES:
+            conn.execute(sql.SQL("UPDATE {} SET {} WHERE id = %s").format(
+                sql.Identifier(fam.state_table), sql.SQL(", ").join(
+                    sql.SQL("{} = NULL").format(sql.Identifier(c)) for c in CARRIED)), (inc,))
+    modes: list[Counter[str]] = []
+    for day in (101, 102):
+        results = refresh(session_db_url, inc, BARS, start + timedelta(days=day), tfs=APPEND_TFS)
+        modes.append(sum((Counter(r.details.get("modes", {})) for r in results if r.component != "bars.1d"),
+                         Counter()))
+    assert modes[0]["window"] > 0 and modes[0]["append"] == 0, modes  # nothing appended from an unknown row
+    assert modes[1]["append"] > 0 and modes[1]["window"] == 0, modes  # the window run wrote the carried rows
+    refresh(session_db_url, full, BARS, start + timedelta(days=102), tfs=APPEND_TFS)
+    assert_twins_equal(session_db_url, inc, full, all_tables("bars"))

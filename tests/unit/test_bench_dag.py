@@ -144,7 +144,7 @@ def _scale(day_s: float, full_s: float) -> dict[str, Any]:
     own = ["   ncalls  tottime  percall  cumtime  percall filename:lineno(function)",
            "   280000    0.570    0.000    0.871    0.000 emas.py:196(_mode)"]
     return {"assets": 1000, "days": 400, "full": {"wall_s": full_s}, "day": {"wall_s": day_s, "components": dict.fromkeys("abcdefghij", {})},
-            "day_profiled": {"wall_s": 15.0}, "profile": {"cumulative": cum, "tottime": own},
+            "day_profiled": {"wall_s": 15.0, "batches": 10}, "profile": {"cumulative": cum, "tottime": own},
             "copy_floor": {"t": {"rows": 1, "plain_s": 50.0, "indexed_s": 100.0}}}
 
 

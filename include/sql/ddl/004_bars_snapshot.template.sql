@@ -44,15 +44,39 @@ CREATE TABLE IF NOT EXISTS {state} (
     -- the running volume of the newest row is a compensated (Kahan) sum: its compensation term,
     -- which an append of new days resumes from (NULL: unknown, the next run rebuilds the open bar)
     last_volume_comp double precision,
+    -- the rest of the newest row that an append resumes from (D-engine-9: the daily run reads no
+    -- snapshot row); NULL (state rows written before these columns): the next run takes 'window'
+    last_ts               timestamptz,
+    last_pos_in_bar       integer,
+    last_time_open        timestamptz,
+    last_time_high        timestamptz,
+    last_time_low         timestamptz,
+    last_open             double precision,
+    last_high             double precision,
+    last_low              double precision,
+    last_volume           double precision,
+    last_count_days       integer,
+    last_first_missing_day date,
+    last_last_missing_day  date,
     PRIMARY KEY (id, tf)
 );
--- Added to state tables created before it, only when missing (ALTER TABLE takes an ACCESS
+-- Added to state tables created before them, only when missing (ALTER TABLE takes an ACCESS
 -- EXCLUSIVE lock even as a no-op; see 015_real_data.sql).
 DO $$
+DECLARE
+    col record;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '{state}'::regclass
-                   AND attname = 'last_volume_comp' AND NOT attisdropped) THEN
-        ALTER TABLE {state} ADD COLUMN last_volume_comp double precision;
-    END IF;
+    FOR col IN SELECT * FROM (VALUES
+            ('last_volume_comp', 'double precision'), ('last_ts', 'timestamptz'), ('last_pos_in_bar', 'integer'),
+            ('last_time_open', 'timestamptz'), ('last_time_high', 'timestamptz'), ('last_time_low', 'timestamptz'),
+            ('last_open', 'double precision'), ('last_high', 'double precision'), ('last_low', 'double precision'),
+            ('last_volume', 'double precision'), ('last_count_days', 'integer'),
+            ('last_first_missing_day', 'date'), ('last_last_missing_day', 'date')) AS c(name, type)
+    LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '{state}'::regclass
+                       AND attname = col.name AND NOT attisdropped) THEN
+            EXECUTE format('ALTER TABLE {state} ADD COLUMN %I %s', col.name, col.type);
+        END IF;
+    END LOOP;
 END
 $$;

@@ -4,8 +4,8 @@ For each scale (default ``100x1095,1000x400``; env ``TA_LAB2_BENCH_SCALES``), in
 subprocess (so its peak RSS is its own) and a throwaway database:
 
 1. synthetic history loaded (all days but the last two);
-2. **full build** through the CLI code path (``refresh.runner.run_components`` over batches of
-   ``CLI_BATCH_SIZE``, audit rows included), wall and CPU seconds, rows written per component,
+2. **full build** through the CLI code path (``refresh.runner.run_components`` over the CLI's
+   auto batches, ``refresh.runner.cli_batches``, audit rows included), wall and CPU seconds, rows written per component,
    series (state rows) and rows per series;
 3. the **raw COPY floor**: every output and state table dumped and copied back into a scratch
    twin with the same primary key and indexes (timed), the ratio full build / floor;
@@ -81,23 +81,24 @@ def _load(url: str, files: list[Any]) -> float:
 
 
 def _refresh(url: str, ids: list[int], as_of: Any, run_id: str) -> dict[str, Any]:
-    """The CLI path (commands.cmd_refresh): batches of CLI_BATCH_SIZE through every component."""
+    """The CLI path (commands.cmd_refresh): its auto batches (sized by work) through every component."""
     from ta_lab2.refresh.context import RunOptions
-    from ta_lab2.refresh.runner import CLI_BATCH_SIZE, plan_components, run_components
+    from ta_lab2.refresh.runner import cli_batches, plan_components, run_components
 
     comps = plan_components(["bars", "emas"])
     opts = RunOptions(as_of=as_of, run_id=run_id)
     t0, c0 = time.perf_counter(), time.process_time()
     results = []
-    for k in range(0, len(ids), CLI_BATCH_SIZE):
-        results += run_components(url, ids[k:k + CLI_BATCH_SIZE], comps, opts)
+    batches = cli_batches(url, ids, opts, comps)
+    for batch in batches:
+        results += run_components(url, batch, comps, opts)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     per: dict[str, dict[str, float]] = defaultdict(lambda: {"seconds": 0.0, "rows": 0})
     for r in results:
         per[r.component]["seconds"] += r.duration_s
         per[r.component]["rows"] += r.rows_written
     failed = [f"{r.asset_id} {r.component}: {r.error}" for r in results if r.status == "failed"]
-    return {"wall_s": wall, "cpu_s": cpu, "rows": sum(r.rows_written for r in results),
+    return {"wall_s": wall, "cpu_s": cpu, "rows": sum(r.rows_written for r in results), "batches": len(batches),
             "components": dict(per), "failed": failed[:5], "n_failed": len(failed)}
 
 

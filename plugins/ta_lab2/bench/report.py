@@ -37,7 +37,7 @@ def summary(results: Sequence[dict[str, Any]]) -> list[str]:
     rows = []
     for r in results:
         if "error" in r:
-            rows.append([f"{r['assets']} × {r['days']}", f"failed ({r['error']})"] + [""] * 10)
+            rows.append([f"{r['assets']} × {r['days']}", f"failed ({r['error']})"] + [""] * 11)
             continue
         _, floor_idx, floor_rows = _floor(r)
         full, day = r["full"], r["day"]
@@ -46,10 +46,11 @@ def summary(results: Sequence[dict[str, Any]]) -> list[str]:
         rows.append([f"{r['assets']:,} × {r['days']:,}", f"{full['rows']:,}", _f(full["wall_s"], 1),
                      _f(full["cpu_s"], 1), _f(floor_idx, 1), f"**{_f(full['wall_s'] / floor_idx, 1)}×**",
                      f"{day['rows']:,}", _f(day["wall_s"], 2), _f(day["cpu_s"], 2), f"**{_f(ms, 1)}**",
-                     f"{_f(100 * share, 1)} %", _f(r["peak_rss_mb"], 0)])
+                     f"{_f(100 * share, 1)} %", _f(r["peak_rss_mb"], 0),
+                     f"{full.get('batches', '?')} / {day.get('batches', '?')}"])
     lines = _table(["assets × days", "full: rows", "full: wall s", "full: CPU s", "COPY floor s (PK+indexes)",
                     "full / floor", "one day: rows", "one day: wall s", "one day: CPU s", "ms per asset",
-                    "day / full", "peak RSS MB"], rows)
+                    "day / full", "peak RSS MB", "batches full / day"], rows)
     lines += ["", "Targets (issue 10): one new day ≤ 20 ms per asset (≤ 20 s for 1,000) and ≤ 3 % of the full "
               "build; full build ≤ 2× the COPY floor; peak RSS flat in asset count; the daily DAG run at 1,000 "
               "assets under LocalExecutor ≤ 5 min trigger to success.", ""]
@@ -70,8 +71,8 @@ def summary(results: Sequence[dict[str, Any]]) -> list[str]:
         lines.append(f"- peak RSS {_f(a['peak_rss_mb'], 0)} MB at {a['assets']:,} × {a['days']:,} vs "
                      f"{_f(b['peak_rss_mb'], 0)} MB at {b['assets']:,} × {b['days']:,} ({100 * growth:+.0f} %; "
                      f"{_ok(growth <= 0.2)}: at most 20 % more with {b['assets'] / a['assets']:,.0f}× the assets; "
-                     "a batch holds CLI_BATCH_SIZE assets, so its memory follows their history length, "
-                     "not the universe).")
+                     "a batch holds the assets whose days to compute fit BATCH_WORK_DAYS, so its memory "
+                     "follows that budget, not the universe).")
     lines += [dag_verdict(r) for r in results if "dag" in r]
     return lines + [""]
 
@@ -222,9 +223,7 @@ def missed(results: Sequence[dict[str, Any]]) -> list[str]:
         facts = []
         waits = _cumtime(r, "(wait)")
         if waits:
-            from ta_lab2.refresh.runner import CLI_BATCH_SIZE
-
-            batches = max(1, len(r["day"]["components"])) * -(-n // CLI_BATCH_SIZE)
+            batches = max(1, len(r["day"]["components"])) * max(1, int(r["day_profiled"].get("batches", 1)))
             facts.append(f"{_f(waits[0], 1)} s are spent waiting on Postgres ({waits[1]:,} waits, about "
                          f"{waits[1] // batches} per batch and component: locks, reads, COPYs, upserts, commit, audit)")
         tails = _cumtime(r, "(_tails)")
@@ -294,7 +293,9 @@ METHOD = """## Method
   times included); all days but the last two are loaded, then the full build runs, then one new day is
   loaded and refreshed, then another under `cProfile` (the profile above; its wall time includes the
   profiler's overhead).
-- Refresh = the CLI code path (`refresh.runner.run_components`, batches of `CLI_BATCH_SIZE` assets, every
+- Refresh = the CLI code path (`refresh.runner.run_components` over the CLI's auto batches,
+  `refresh.runner.cli_batches`: consecutive assets while the days they compute fit `BATCH_WORK_DAYS` and
+  their advisory locks `BATCH_LOCKS`; the batch counts are in the table), every
   component for the batch on one connection, one transaction per component and batch, audit rows
   written). Wall seconds and the process's CPU seconds (Python side only; Postgres works in its own
   processes).

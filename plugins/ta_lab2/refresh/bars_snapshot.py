@@ -9,22 +9,23 @@ bar's days up to its own day, so earlier rows are unchanged by construction. A d
 therefore writes (new days × timeframes) rows. Rows and state commit together.
 
 Append (the daily run): when the changed day comes after the series' newest stored row and
-the state knows that row's running-volume compensation, nothing before the changed day is
-re-read: the new rows are built from that row (read for every such series of the batch in one
-query, ``snapshot_tails``) and the new 1d rows only (one query for the batch), by the same pure
-build (``tails``), equal to the full build's rows bit for bit.
+the state carries that row (its ``last_*`` columns, with the running volume's compensation),
+nothing before the changed day is read: the new rows are built from that row and the new 1d
+rows only (one query for the batch), by the same pure build (``tails``), equal to the full
+build's rows bit for bit. The state read is the batch's only read of the family (D-engine-9).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import psycopg
+from psycopg.rows import dict_row
 
 from ta_lab2.bars.snapshot import SNAPSHOT_COLUMNS, TAIL_COLUMNS, Snapshots, build_snapshots_spans
 from ta_lab2.bars.windows import window_containing
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 
 
 def _day(ts: Any) -> np.datetime64:
+    """The UTC day of a tz-aware instant."""
+    if isinstance(ts, datetime) and not isinstance(ts, pd.Timestamp):  # what the driver returns: no pandas boxing
+        return np.datetime64(ts.astimezone(UTC).date(), "D")
     return np.datetime64(pd.Timestamp(ts).tz_convert("UTC").tz_localize(None).floor("D"), "D")
 
 
@@ -54,22 +58,25 @@ def _restart(batch: Batch, asset_id: int, state: dict[str, Any] | None, first_ts
     day = days[rev]
     if day is None:
         return "noop", None
-    appends = state.get("last_volume_comp") is not None and state["last_time_close"] is not None \
-        and state["last_time_close"] < pd.Timestamp(day, tz="UTC")
+    appends = state.get("last_volume_comp") is not None and state.get("last_ts") is not None \
+        and state["last_time_close"] is not None and state["last_time_close"] < pd.Timestamp(day, tz="UTC")
     return ("append" if appends else "window"), day
 
 
-def _plan(batch: Batch, family: BarFamily, asset_id: int, tfs: list[Timeframe],
-          first_ts: datetime, first_day: np.datetime64, opts: RunOptions) -> list[tuple[Timeframe, str, np.datetime64 | None, np.datetime64]]:
+def _plan(batch: Batch, family: BarFamily, asset_id: int, tfs: list[Timeframe], first_ts: datetime,
+          first_day: np.datetime64, opts: RunOptions
+          ) -> list[tuple[Timeframe, str, np.datetime64 | None, np.datetime64, dict[str, Any] | None]]:
     """Per timeframe (tf, mode, first changed day, first day to read: the window start of the
-    changed day, the asset's first day for a rebuild, the changed day itself for an append)."""
+    changed day, the asset's first day for a rebuild, the changed day itself for an append; the
+    state row)."""
     states = {s["tf"]: s for s in batch.reads.state_rows(family.state_table, "snapshot_state_get", asset_id)}
     days: dict[int, np.datetime64 | None] = {}
-    plan: list[tuple[Timeframe, str, np.datetime64 | None, np.datetime64]] = []
+    plan = []
     for tf in tfs:
-        mode, changed = _restart(batch, asset_id, states.get(tf.tf), first_ts, opts.full_rebuild, days)
+        state = states.get(tf.tf)
+        mode, changed = _restart(batch, asset_id, state, first_ts, opts.full_rebuild, days)
         start = first_day if changed is None else changed if mode == "append" else _window_start(changed, tf, first_day)
-        plan.append((tf, mode, changed, start))
+        plan.append((tf, mode, changed, start, state))
     return plan
 
 
@@ -77,23 +84,21 @@ def _window_start(changed: np.datetime64, tf: Timeframe, first_day: np.datetime6
     return window_containing(changed, tf, first_day)[1]
 
 
-def _tails(batch: Batch, family: BarFamily, planned: list[list[Any]]) -> pd.DataFrame | None:
-    """The newest stored row of every 'append' series (one query); a series whose row is not
-    the one its state names, or not before its changed day, falls back to 'window'."""
-    want = [p for p in planned if p[2] == "append"]
-    if not want:
-        return None
-    tails = frames.snapshot_tails(batch.conn, family.table, family.state_table, [(p[0], p[1].tf) for p in want])
-    at = {(int(r.id), r.tf): i for i, r in enumerate(tails.itertuples(index=False))
-          if r.bar_seq == r.last_bar_seq and r.time_close == r.last_time_close}
-    newest = tails["timestamp"].tolist()
-    for p in want:
-        i = at.get((p[0], p[1].tf))
-        if i is None or newest[i] >= pd.Timestamp(p[3], tz="UTC"):
+def _tails(planned: list[list[Any]]) -> pd.DataFrame | None:
+    """The newest row of every 'append' series, from its state row (no query); a series whose
+    newest row is not before its changed day falls back to 'window'. An appended series' slot 5
+    is its row number in the returned frame."""
+    want: list[dict[str, Any]] = []
+    for p in planned:
+        if p[2] != "append":
+            continue
+        state = p[10]
+        if state["last_ts"] >= pd.Timestamp(p[3], tz="UTC"):
             p[2], p[4] = "window", _window_start(p[3], p[1], p[9])
         else:
-            p[5] = i
-    return tails[list(TAIL_COLUMNS)]
+            p[5] = len(want)
+            want.append(state)
+    return frames.snapshot_tails(want)[list(TAIL_COLUMNS)] if want else None
 
 
 def bar_timeframes(all_tfs: list[Timeframe], family: BarFamily, opts: RunOptions) -> list[Timeframe]:
@@ -118,7 +123,7 @@ def refresh_snapshots(batch: Batch, asset_ids: list[int], opts: RunOptions,
     tfs = bar_timeframes(batch.reads.timeframes(), family, opts)
     results = []
     # per series: [asset, tf, mode, changed day, first day to read, tail row | None, result, bounds, src_rev,
-    #              the asset's first day]
+    #              the asset's first day, state row | None]
     planned: list[list[Any]] = []
     for asset_id in asset_ids:
         result = ComponentResult(asset_id, f"bars.{family.name}")
@@ -130,12 +135,13 @@ def refresh_snapshots(batch: Batch, asset_ids: list[int], opts: RunOptions,
         _, rev = batch.reads.changes_since(asset_id, 0)
         result.details = {"tfs": [t.tf for t in tfs], "modes": {}, "src_rev": rev}
         first_day = _day(bounds["first_ts"])
-        for tf, mode, changed, start in _plan(batch, family, asset_id, tfs, bounds["first_ts"], first_day, opts):
+        for tf, mode, changed, start, state in _plan(batch, family, asset_id, tfs, bounds["first_ts"], first_day,
+                                                     opts):
             if mode != "noop":
-                planned.append([asset_id, tf, mode, changed, start, None, result, bounds, rev, first_day])
-    tails = _tails(batch, family, planned)
+                planned.append([asset_id, tf, mode, changed, start, None, result, bounds, rev, first_day, state])
+    tails = _tails(planned)
     if planned:
-        _write_all(batch, family, planned, _build(batch, planned, tails), tails, opts)
+        _write_all(batch, family, planned, _build(batch, planned, tails), opts)
     for result in results:
         log.debug("asset %s bars.%s: %s rows written %s", result.asset_id, family.name, result.rows_written,
                   result.details.get("modes"))
@@ -170,8 +176,7 @@ def _build(batch: Batch, planned: list[list[Any]], tails: pd.DataFrame | None) -
                                  [p[0] for p in planned], None if seeds is None else seeds.reset_index(drop=True))
 
 
-def _write_all(batch: Batch, family: BarFamily, planned: list[list[Any]], built: Snapshots,
-               tails: pd.DataFrame | None, opts: RunOptions) -> None:
+def _write_all(batch: Batch, family: BarFamily, planned: list[list[Any]], built: Snapshots, opts: RunOptions) -> None:
     """Keep each series' rows from its changed day on, count them, queue the writes."""
     rows, which, comp = built
     ts = rows["timestamp"].array
@@ -191,25 +196,48 @@ def _write_all(batch: Batch, family: BarFamily, planned: list[list[Any]], built:
         return
     out = batch.writes
     out.add_rows(family.table, SNAPSHOT_COLUMNS, rows)
-    bar_seq, time_close = rows["bar_seq"].to_numpy(), rows["time_close"].array
-    for k, (asset_id, tf, mode, changed, _start, tail, _result, bounds, rev, _first) in enumerate(planned):
-        if mode != "append":  # an appended series has no row from its changed day on: its newest is older
-            out.delete_series(family.table, asset_id, {"tf": tf.tf}, "timestamp", from_ts[k] if changed is not None else None)
+    for k, p in enumerate(planned):
+        if p[2] != "append":  # an appended series has no row from its changed day on: its newest is older
+            out.delete_series(family.table, p[0], {"tf": p[1].tf}, "timestamp", from_ts[k] if p[3] is not None else None)
+    wrote = np.flatnonzero(n)
+    if wrote.size:  # the newest row after the write is the series' newest written row (rows are in time order)
+        out.put_states(family.state_table, "snapshot_state_put",
+                       _states([planned[k] for k in wrote], rows.iloc[ends[wrote] - 1], comp[ends[wrote] - 1]))
+    for j in np.flatnonzero(n == 0).tolist():
+        asset_id, tf, mode, _changed, _start, _tail, _result, bounds, rev, _first, before = planned[j]
         state = {"id": asset_id, "tf": tf.tf, "daily_min_seen": bounds["first_ts"],
                  "daily_max_seen": bounds["last_ts"], "src_rev": rev}
-        if n[k]:  # the newest row after the write is the series' newest written row (rows are in time order)
-            last = ends[k] - 1
-            out.put_state(family.state_table, "snapshot_state_put", {
-                **state, "last_bar_seq": int(bar_seq[last]), "last_time_close": time_close[last].to_pydatetime(),
-                "last_volume_comp": float(comp[last])})
-        else:  # an appended series keeps its newest row (and its compensation); else it is unknown
-            state["last_volume_comp"] = None if tail is None or tails is None else float(tails["volume_comp"].iloc[tail])
+        if mode == "append":  # nothing new: the series keeps its newest row, as its state names it
+            out.put_state(family.state_table, "snapshot_state_put", {**state, **{c: before[c] for c in _LAST}})
+        else:  # its newest row is older than what was rebuilt: read it after the write
             out.after_rows.append(partial(_state_from_table, out, family, state))
 
 
+_LAST = ("last_bar_seq", "last_time_close", "last_volume_comp", "last_ts", "last_pos_in_bar", "last_time_open",
+         "last_time_high", "last_time_low", "last_open", "last_high", "last_low", "last_volume", "last_count_days",
+         "last_first_missing_day", "last_last_missing_day")
+
+
+def _states(planned: list[list[Any]], newest: pd.DataFrame, comp: np.ndarray) -> pd.DataFrame:
+    """State rows (as columns) of series whose newest row was just written (``newest``, one per
+    series, with its running volume's compensation ``comp``)."""
+    bounds = [p[7] for p in planned]
+    last = {f"last_{c}": newest[c].to_numpy() for c in ("bar_seq", "pos_in_bar", "open", "high", "low", "volume",
+                                                        "count_days", "first_missing_day", "last_missing_day")}
+    last.update({f"last_{c}": newest[c].array for c in ("time_close", "time_open", "time_high", "time_low")})
+    return pd.DataFrame({
+        "id": np.array([p[0] for p in planned], dtype=np.int64), "tf": [p[1].tf for p in planned],
+        "daily_min_seen": pd.array([b["first_ts"] for b in bounds], dtype=newest["timestamp"].dtype),
+        "daily_max_seen": pd.array([b["last_ts"] for b in bounds], dtype=newest["timestamp"].dtype),
+        "src_rev": np.array([p[8] for p in planned], dtype=np.int64),
+        "last_volume_comp": np.asarray(comp, dtype=np.float64), "last_ts": newest["timestamp"].array, **last})
+
+
 def _state_from_table(out: BatchWrites, family: BarFamily, state: dict[str, Any], conn: psycopg.Connection) -> None:
-    """Nothing new was written for the series: its state names the stored newest row."""
-    row = conn.execute(frames.query("snapshot_last_row", table=family.table),
-                       {"id": state["id"], "tf": state["tf"]}).fetchone()
-    out.put_state(family.state_table, "snapshot_state_put", {
-        **state, "last_bar_seq": row[0] if row else None, "last_time_close": row[1] if row else None})
+    """Nothing new was written for the series: its state names the stored newest row (the
+    running volume's compensation is not stored with it: unknown, the next run takes 'window')."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(frames.query("snapshot_last_row", table=family.table),
+                          {"id": state["id"], "tf": state["tf"]}).fetchone()
+    out.put_state(family.state_table, "snapshot_state_put",
+                  {**state, **{c: (row or {}).get(c) for c in _LAST}})

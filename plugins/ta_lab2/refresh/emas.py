@@ -153,9 +153,13 @@ def refresh_emas_batch(batch: Batch, asset_ids: list[int], opts: RunOptions,
             states = {(s["tf"], s["period"]): s for s in batch.reads.state_rows(variant.state_table, "ema_state_get",
                                                                                  asset_id)}
             for tf, periods in selection.items():
+                seeds_up_to = _seedable(family, tf, bounds["n"], span)
                 for p in periods:
                     row = states.get((tf.tf, p))
-                    mode = _mode(batch, family, asset_id, tf, p, row, bounds["n"], span, opts)
+                    if row is None and not opts.full_rebuild:  # most series of a young asset: decided per tf
+                        mode = "scratch" if p <= seeds_up_to else "unseeded"
+                    else:
+                        mode = _mode(batch, family, asset_id, tf, p, row, bounds["n"], span, opts)
                     modes[mode] += 1
                     if mode in ("scratch", "restart") or (row is not None and mode == "append"
                                                           and row["median3_min"] is None):
@@ -193,6 +197,13 @@ def _day_span(bounds: dict[str, Any]) -> tuple[np.datetime64, np.datetime64]:
     return _ns(bounds["first_open"]).astype("datetime64[D]"), _ns(bounds["last_open"]).astype("datetime64[D]")
 
 
+def _seedable(family: EmaFamily, tf: Timeframe, n_days: int, span: tuple[np.datetime64, np.datetime64]) -> int:
+    """The largest period a series of ``tf`` without state can seed (:func:`_mode`'s rule)."""
+    if family.daily_space_only:
+        return n_days // tf.tf_days_nominal
+    return min(n_days, canonical_upper_bound(span[0], span[1], tf))
+
+
 def _mode(batch: Batch, family: EmaFamily, asset_id: int, tf: Timeframe, period: int, row: dict[str, Any] | None,
           n_days: int, span: tuple[np.datetime64, np.datetime64], opts: RunOptions) -> str:
     """noop | append | restart | scratch | unseeded, from the state row and the change feed.
@@ -203,11 +214,7 @@ def _mode(batch: Batch, family: EmaFamily, asset_id: int, tf: Timeframe, period:
     if opts.full_rebuild:
         return "scratch"
     if row is None:
-        if family.daily_space_only:
-            can_seed = n_days >= tf.tf_days_nominal * period
-        else:
-            can_seed = min(n_days, canonical_upper_bound(span[0], span[1], tf)) >= period
-        return "scratch" if can_seed else "unseeded"
+        return "scratch" if period <= _seedable(family, tf, n_days, span) else "unseeded"
     changed = batch.reads.changes_since(asset_id, row["src_rev"])[0]
     if changed is None:
         return "noop"

@@ -44,14 +44,22 @@ from ta_lab2.registry import (
     EMA_FAMILIES,
     EMA_FAMILY_NAMES,
 )
-from ta_lab2.store import db, io
+from ta_lab2.store import bars1d, db, io
 from ta_lab2.store.batch import BatchReads, BatchWrites
 
 __all__ = ["Session", "record_result", "record_results", "run_batch", "run_components", "run_step", "run_asset",
-           "plan_components", "upstream_of", "locks_for"]
+           "plan_components", "upstream_of", "locks_for", "cli_batches", "pack_batches", "locks_per_asset"]
 
 log = logging.getLogger(__name__)
-CLI_BATCH_SIZE = 100  # assets per CLI batch: one transaction per component, cached reads bounded
+# The CLI's "auto" batches (cli_batches): consecutive assets while the days they (re)compute fit
+# BATCH_WORK_DAYS (what a batch holds in memory follows those days: ~100 assets x 3 years of a full
+# build peaked at ~0.9 GB, docs/BENCHMARKS.md) and their advisory locks fit BATCH_LOCKS (Postgres
+# keeps them in one shared table of max_locks_per_transaction x max_connections entries, 6,400 by
+# default: a batch takes at most 40 % of it, 2 locks per asset for a real run, up to 5 for a dry
+# run's chain). A daily run of 1,000 assets is one batch; a first build 3 years deep, batches of
+# ~100. decisions.md D-engine-8.
+BATCH_WORK_DAYS = 110_000
+BATCH_LOCKS = 2_500
 Step = Callable[[Batch, int, RunOptions], ComponentResult]
 BatchStep = Callable[[Batch, list[int], RunOptions], list[ComponentResult]]
 OnResult = Callable[[ComponentResult], None]
@@ -112,6 +120,46 @@ def plan_components(targets: Sequence[str], builders: Sequence[str] | None = Non
     out = [f"bars.{b}" for b in BAR_FAMILY_NAMES if "bars" in targets and (not builders or b in builders)]
     out += [f"emas.{r}" for r in EMA_FAMILY_NAMES if "emas" in targets and (not refreshers or r in refreshers)]
     return out
+
+
+def pack_batches(asset_ids: Sequence[int], work: dict[int, int], budget: int = BATCH_WORK_DAYS,
+                 cap: int = BATCH_LOCKS // 2) -> list[list[int]]:
+    """Consecutive assets (in the order given) while the sum of their ``work`` (days to
+    (re)compute, at least 1 each) stays within ``budget`` and the batch within ``cap`` assets;
+    an asset over the budget alone is a batch of one."""
+    out: list[list[int]] = []
+    cur: list[int] = []
+    total = 0
+    for a in asset_ids:
+        w = max(1, int(work.get(int(a), 0)))
+        if cur and (total + w > budget or len(cur) >= cap):
+            out.append(cur)
+            cur, total = [], 0
+        cur.append(int(a))
+        total += w
+    if cur:
+        out.append(cur)
+    return out
+
+
+def locks_per_asset(components: Sequence[str], opts: RunOptions) -> int:
+    """The most advisory locks one asset takes in one transaction of these components (a dry
+    run's transaction replays the selected upstream steps too)."""
+    return max((len({ns for c in _chain(comp, opts, components) for ns, _ in locks_for(c)}) for comp in components),
+               default=1)
+
+
+def cli_batches(url: str, asset_ids: Sequence[int], opts: RunOptions, components: Sequence[str]) -> list[list[int]]:
+    """The CLI's ``batch_size: auto``: batches sized by the work they hold (:func:`pack_batches`
+    over ``queries/refresh_work``) and by their locks (``BATCH_LOCKS``), so a daily run pays the
+    per-batch cost (locks, reads, staging, commit, audit) once per component instead of once
+    per 100 assets, and a deep first build stays within the memory of ~100 assets x 3 years."""
+    ids = list(dict.fromkeys(int(a) for a in asset_ids))
+    if not ids:
+        return []
+    with db.connect(url) as conn:
+        work = bars1d.refresh_work(conn, ids, opts.as_of, opts.full_rebuild)
+    return pack_batches(ids, work, BATCH_WORK_DAYS, max(1, BATCH_LOCKS // locks_per_asset(components, opts)))
 
 
 def run_batch(url: str, component: str, asset_ids: Sequence[int], opts: RunOptions, *,

@@ -51,6 +51,15 @@ def source_changes(conn: psycopg.Connection, assets: Sequence[tuple[int, datetim
         return {r["id"]: r for r in cur.execute(_q("bars_1d_source_changes"), params).fetchall()}
 
 
+def refresh_work(conn: psycopg.Connection, asset_ids: Sequence[int], as_of: datetime, full: bool) -> dict[int, int]:
+    """Per asset, the days its refresh will about (re)compute (``queries/refresh_work``): the new
+    source days after its 1d watermark, or its whole visible history when it is built from
+    scratch, fully rebuilt or has rows loaded at or before its watermark. One query."""
+    rows = conn.execute(_q("refresh_work"), {"ids": [int(a) for a in asset_ids], "as_of": as_of,
+                                             "full": bool(full)}).fetchall()
+    return {int(r[0]): int(r[1]) for r in rows}
+
+
 def source_windows(conn: psycopg.Connection, plan: Sequence[tuple[int, datetime | None, datetime]]) -> pd.DataFrame:
     """Source rows of every ``(id, from_ts, cutoff)`` (from_ts None = whole history), ordered by
     (id, timestamp). Prices stay raw: a SQL NULL price is None (its column then object), a NaN

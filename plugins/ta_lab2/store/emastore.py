@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
@@ -53,6 +54,7 @@ def delete_state(conn: psycopg.Connection, state_table: str, asset_id: int, tf: 
         sql.Identifier(state_table)), (asset_id, tf, period))
 
 
+@functools.cache  # one per family, asked per asset
 def refresh_state_stmt(column: str) -> sql.Composed:
     return sql.SQL(sqlfiles.load("queries/ema_refresh_state_put")).format(column=sql.Identifier(column))  # type: ignore[arg-type]
 

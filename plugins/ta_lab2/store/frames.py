@@ -61,18 +61,26 @@ def typed_daily(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def snapshot_tails(conn: psycopg.Connection, table: str, state_table: str, keys: Sequence[tuple[int, str]]
-                   ) -> pd.DataFrame:
-    """``snapshot_tails``: the newest row of each (id, tf) in ``keys`` that has one and a state
-    row, typed as the pure build's tails (:data:`ta_lab2.bars.snapshot.TAIL_COLUMNS`)."""
-    df = io.read_frame(conn, query("snapshot_tails", table=table, state=state_table),
-                       {"ids": [k[0] for k in keys], "tfs": [k[1] for k in keys]})
-    for col in ("last_time_close", "timestamp", "time_close", "time_open", "time_high", "time_low"):
+# state column -> the pure build's tail column (ta_lab2.bars.snapshot.TAIL_COLUMNS)
+SNAPSHOT_TAIL_STATE = {"bar_seq": "last_bar_seq", "pos_in_bar": "last_pos_in_bar", "time_open": "last_time_open",
+                       "time_high": "last_time_high", "time_low": "last_time_low", "open": "last_open",
+                       "high": "last_high", "low": "last_low", "volume": "last_volume",
+                       "volume_comp": "last_volume_comp", "count_days": "last_count_days",
+                       "first_missing_day": "last_first_missing_day", "last_missing_day": "last_last_missing_day"}
+
+
+def snapshot_tails(states: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """The newest rows that snapshot state rows carry (``snapshot_state_get``), one per state,
+    typed as the pure build's tails (:data:`ta_lab2.bars.snapshot.TAIL_COLUMNS`)."""
+    df = pd.DataFrame({tail: [s[col] for s in states] for tail, col in SNAPSHOT_TAIL_STATE.items()})
+    for col in ("time_open", "time_high", "time_low"):
         df[col] = pd.to_datetime(df[col], utc=True)
     for col in ("first_missing_day", "last_missing_day"):
         df[col] = pd.to_datetime(df[col]).astype("datetime64[ns]")
     for col in ("volume_comp", "open", "high", "low", "volume"):
         df[col] = pd.to_numeric(df[col]).astype("float64")
+    for col in ("bar_seq", "pos_in_bar", "count_days"):
+        df[col] = df[col].astype("int64")
     return df
 
 
