@@ -3,12 +3,13 @@
 The same steps as the DAG (``ta_lab2.orchestration``), on the same library code:
 
 1. prepare: schema, the params checked against the warehouse, a ``refresh_runs`` row;
-2. the components in dependency order (all bar builders, then the EMA refreshers), each over
-   every asset in batches of ``batch_size`` (``auto``: 100), one transaction per (batch,
-   component) through the set-based engine (``refresh.runner.run_batch``); a failed (asset,
-   component) skips that asset's dependants (``skipped``, "upstream failed"), other assets
-   carry on;
-3. before the first EMA refresher: the freshness gate (``ops/freshness.py``) per asset,
+2. the assets in batches of ``batch_size`` (``auto``: sized by the days to compute and by their
+   locks, ``refresh.runner.cli_batches``), each batch through the components in dependency
+   order (all bar builders, then the EMA refreshers) on one connection with its reads shared,
+   one transaction per (batch, component) through the set-based engine
+   (``refresh.runner.run_batch``); a failed (asset, component) skips that asset's dependants
+   (``skipped``, "upstream failed"), other assets carry on;
+3. before a batch's first EMA refresher: the freshness gate (``ops/freshness.py``) per asset,
    unless ``skip_stale_check``: a stale asset's EMAs are ``skipped`` with the reason. The CLI
    does not wait: ``wait`` (bars behind the source) skips too, with that reason;
 4. ``validate`` (default on): every check, per asset and cross-asset;
@@ -31,7 +32,8 @@ from typing import Any
 from ta_lab2.ops.summary import first_failure
 from ta_lab2.progress import ProgressReporter
 from ta_lab2.refresh.context import ComponentResult, RunOptions
-from ta_lab2.refresh.runner import cli_batches, record_result, run_batch, upstream_of
+from ta_lab2.refresh.records import record_many
+from ta_lab2.refresh.runner import Session, cli_batches, run_batch, upstream_of
 from ta_lab2.store import db
 
 log = logging.getLogger("ta_lab2.cli")
@@ -57,9 +59,10 @@ def freshness_gate(url: str, asset_ids: Sequence[int], opts: RunOptions, params:
 
 def run_components(url: str, asset_ids: Sequence[int], components: Sequence[str], opts: RunOptions,
                    params: dict[str, Any], on_result: OnResult) -> list[ComponentResult]:
-    """Steps 2 and 3 of the module docstring; every result goes to ``on_result`` as it completes."""
+    """Steps 2 and 3 of the module docstring; every result goes to ``on_result`` as it completes.
+    A batch goes through every component on one connection (its reads shared), then the next;
+    fail-fast (``continue_on_error`` false) runs asset by asset, component by component."""
     results: dict[tuple[int, str], ComponentResult] = {}
-    stale: dict[int, str] | None = None
     stopped: str | None = None
     if not params["continue_on_error"]:  # fail fast means at the first failed asset: its batch-mates must not run after it
         batches = [[a] for a in asset_ids]
@@ -71,37 +74,54 @@ def run_components(url: str, asset_ids: Sequence[int], components: Sequence[str]
 
     def emit(res: ComponentResult) -> None:
         results[(res.asset_id, res.component)] = res
-        if res.status in ("skipped", "not_run") and not opts.dry_run:
-            record_result(url, opts.run_id, res)
         on_result(res)
 
-    for comp in components:
-        if comp.startswith("emas.") and stale is None and stopped is None:
+    gates: dict[int, dict[int, str]] = {}  # batch number -> the freshness gate's skips
+
+    def step(k: int, comp: str, session: Session | None) -> None:
+        nonlocal stopped
+        batch = batches[k]
+        if comp.startswith("emas.") and k not in gates and stopped is None:
             # as in the DAG, the gate sees only assets whose bars.1d did not fail (1d not selected: all)
-            gated = [a for a in asset_ids if results.get((a, "bars.1d")) is None
+            gated = [a for a in batch if results.get((a, "bars.1d")) is None
                      or results[(a, "bars.1d")].status in ("ok", "dry_run")]
-            stale = freshness_gate(url, gated, opts, params, components)
-        for batch in batches:
-            ready = []
-            for asset in batch:
-                if stopped is not None:
-                    emit(ComponentResult(asset, comp, status="not_run", error=stopped))
-                    continue
-                failed_up = [u for u in upstream_of(comp)
-                             if (asset, u) in results and results[(asset, u)].status in ("failed", "skipped")]
-                if failed_up:
-                    emit(ComponentResult(asset, comp, status="skipped",
-                                         error=f"upstream failed: {', '.join(failed_up)}"))
-                elif comp.startswith("emas.") and stale and asset in stale:
-                    emit(ComponentResult(asset, comp, status="skipped", error=stale[asset]))
-                else:
-                    ready.append(asset)
-            # the batch is the unit of work: one transaction per component (redone asset by asset
-            # under savepoints when it fails, so a bad asset fails alone)
-            for res in run_batch(url, comp, ready, opts, retries=RETRIES, selected=components):
-                emit(res)
-                if res.status == "failed" and not params["continue_on_error"] and stopped is None:
-                    stopped = first_failure([res.to_dict()])
+            gates[k] = freshness_gate(url, gated, opts, params, components)
+        ready, held = [], []
+        for asset in batch:
+            if stopped is not None:
+                held.append(ComponentResult(asset, comp, status="not_run", error=stopped))
+                continue
+            failed_up = [u for u in upstream_of(comp)
+                         if (asset, u) in results and results[(asset, u)].status in ("failed", "skipped")]
+            if failed_up:
+                held.append(ComponentResult(asset, comp, status="skipped", error=f"upstream failed: {', '.join(failed_up)}"))
+            elif comp.startswith("emas.") and asset in gates.get(k, {}):
+                held.append(ComponentResult(asset, comp, status="skipped", error=gates[k][asset]))
+            else:
+                ready.append(asset)
+        if held and not opts.dry_run:  # one audit transaction for the batch's held-back assets
+            record_many(url, opts.run_id, held)
+        for res in held:
+            emit(res)
+        # the batch is the unit of work: one transaction per component (redone asset by asset
+        # under savepoints when it fails, so a bad asset fails alone)
+        for res in run_batch(url, comp, ready, opts, retries=RETRIES, selected=components, session=session):
+            emit(res)
+            if res.status == "failed" and not params["continue_on_error"] and stopped is None:
+                stopped = first_failure([res.to_dict()])
+
+    if params["continue_on_error"]:  # each batch through every component on one connection
+        for k in range(len(batches)):
+            session = Session(url, batches[k])
+            try:
+                for comp in components:
+                    step(k, comp, session)
+            finally:
+                session.close()
+    else:  # fail fast, in the DAG's order: a component for every asset, then the next
+        for comp in components:
+            for k in range(len(batches)):
+                step(k, comp, None)
     return list(results.values())
 
 

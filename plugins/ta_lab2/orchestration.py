@@ -337,7 +337,7 @@ def freshness(batch: list[int], context: Context) -> Any:
 
     from ta_lab2.ops import freshness as fr
     from ta_lab2.refresh.context import ComponentResult
-    from ta_lab2.refresh.records import record_result
+    from ta_lab2.refresh.records import record_many
 
     components, opts = run_options(context)
     p = context["params"]
@@ -349,12 +349,13 @@ def freshness(batch: list[int], context: Context) -> Any:
     if not batch:  # every asset's bars.1d failed (this task runs all_done); the EMA tasks judge them later
         raise AirflowSkipException(f"freshness: no asset has its 1d bars ({blocked})")
     with db.connect(url) as conn:
-        decisions = [fr.check(conn, a, opts.as_of, float(p["staleness_hours"])) for a in batch]
+        decisions = fr.check_many(conn, batch, opts.as_of, float(p["staleness_hours"]))
     for d in decisions:
         log.info("asset %s freshness: %s (%s)", d.asset_id, d.decision, d.reason)
     if opts.dry_run:
         return PokeReturnValue(is_done=True, xcom_value=batch)
     waiting = any(d.decision == "wait" for d in decisions)
+    verdicts = []
     for d in decisions:  # the audit says why; a later poke overwrites (run, asset, "freshness")
         if d.decision == "fresh" and not waiting:
             res = ComponentResult(d.asset_id, "freshness", status="ok", details={"reason": d.reason})
@@ -367,7 +368,8 @@ def freshness(batch: list[int], context: Context) -> Any:
             res = ComponentResult(d.asset_id, "freshness", status="skipped",
                                   error=f"Skipping ID {d.asset_id} EMAs (timed out waiting for its batch: "
                                         f"{', '.join(str(x.asset_id) for x in decisions if x.decision == 'wait')})")
-        record_result(url, opts.run_id, res)
+        verdicts.append(res)
+    record_many(url, opts.run_id, verdicts)  # one audit transaction per poke
     if waiting:
         return PokeReturnValue(is_done=False)
     stale = [d for d in decisions if d.decision == "stale"]

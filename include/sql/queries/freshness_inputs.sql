@@ -1,6 +1,8 @@
--- freshness_inputs: what the freshness gate compares for one asset.
--- Params: id, cutoff (the run's as-of; source rows with "timestamp" < cutoff are visible).
-SELECT (SELECT last_src_ts FROM cmc_price_bars_1d_state WHERE id = %(id)s) AS last_src_ts,
-       (SELECT max("timestamp") FROM cmc_price_histories7
-         WHERE id = %(id)s AND "timestamp" < %(cutoff)s) AS src_max_ts,
-       EXISTS (SELECT 1 FROM cmc_price_bars_1d_state WHERE id = %(id)s) AS has_state
+-- freshness_inputs: what the freshness gate compares, for every asset named (one row each).
+-- Params: ids (int[]), cutoff (the run's as-of; source rows with "timestamp" < cutoff are visible).
+SELECT k.id, s.last_src_ts,
+       (SELECT max(h."timestamp") FROM cmc_price_histories7 h
+         WHERE h.id = k.id AND h."timestamp" < %(cutoff)s) AS src_max_ts,
+       s.id IS NOT NULL AS has_state
+FROM unnest(%(ids)s::integer[]) AS k(id)
+LEFT JOIN cmc_price_bars_1d_state AS s ON s.id = k.id

@@ -81,20 +81,25 @@ def _load(url: str, files: list[Any]) -> float:
 
 
 def _refresh(url: str, ids: list[int], as_of: Any, run_id: str) -> dict[str, Any]:
-    """The CLI path (commands.cmd_refresh): its auto batches (sized by work) through every component."""
+    """The CLI's refresh step (``cli_refresh.run_components``, what ``python -m ta_lab2 refresh
+    --all`` runs between prepare and validation): its auto batches (sized by work), each through
+    every component on one connection, the freshness gate before the EMAs, audit rows."""
+    from ta_lab2 import params as run_params
+    from ta_lab2.cli_refresh import run_components
     from ta_lab2.refresh.context import RunOptions
-    from ta_lab2.refresh.runner import cli_batches, plan_components, run_components
+    from ta_lab2.refresh.runner import cli_batches, plan_components
 
     comps = plan_components(["bars", "emas"])
     opts = RunOptions(as_of=as_of, run_id=run_id)
-    t0, c0 = time.perf_counter(), time.process_time()
-    results = []
+    params = {**run_params.defaults(), "validate": False, "alert_on_error": False}
     batches = cli_batches(url, ids, opts, comps)
-    for batch in batches:
-        results += run_components(url, batch, comps, opts)
+    t0, c0 = time.perf_counter(), time.process_time()
+    results = run_components(url, ids, comps, opts, params, lambda _res: None)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     per: dict[str, dict[str, float]] = defaultdict(lambda: {"seconds": 0.0, "rows": 0})
     for r in results:
+        if r.component not in comps:  # the freshness gate's verdicts
+            continue
         per[r.component]["seconds"] += r.duration_s
         per[r.component]["rows"] += r.rows_written
     failed = [f"{r.asset_id} {r.component}: {r.error}" for r in results if r.status == "failed"]

@@ -49,11 +49,19 @@ def decide(asset_id: int, last_src_ts: datetime | None, src_max_ts: datetime | N
     return Freshness(asset_id, "fresh", f"fresh: last_src_ts={last_src_ts.isoformat()}, {age:.1f}h", age)
 
 
-def check(conn: psycopg.Connection, asset_id: int, cutoff: datetime, staleness_hours: float) -> Freshness:
+def check_many(conn: psycopg.Connection, asset_ids: Sequence[int], cutoff: datetime,
+               staleness_hours: float) -> list[Freshness]:
+    """:func:`decide` for every asset (in the order given) from one read."""
     with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(sqlfiles.load("queries/freshness_inputs"), {"id": asset_id, "cutoff": cutoff}).fetchone()
-    assert row is not None
-    return decide(asset_id, row["last_src_ts"], row["src_max_ts"], row["has_state"], cutoff, staleness_hours)
+        rows = cur.execute(sqlfiles.load("queries/freshness_inputs"),
+                           {"ids": [int(a) for a in asset_ids], "cutoff": cutoff}).fetchall()
+    by_id = {r["id"]: r for r in rows}
+    return [decide(int(a), by_id[int(a)]["last_src_ts"], by_id[int(a)]["src_max_ts"], by_id[int(a)]["has_state"],
+                   cutoff, staleness_hours) for a in asset_ids]
+
+
+def check(conn: psycopg.Connection, asset_id: int, cutoff: datetime, staleness_hours: float) -> Freshness:
+    return check_many(conn, [asset_id], cutoff, staleness_hours)[0]
 
 
 def judge_now(url: str, asset_ids: Sequence[int], cutoff: datetime, staleness_hours: float, run_id: str, *,
@@ -63,11 +71,11 @@ def judge_now(url: str, asset_ids: Sequence[int], cutoff: datetime, staleness_ho
     (component ``freshness``), as the DAG's sensor records its own. Used by the CLI (which never
     waits) and by a DAG EMA task judging an asset its gate task could not judge."""
     from ta_lab2.refresh.context import ComponentResult
-    from ta_lab2.refresh.records import record_result
+    from ta_lab2.refresh.records import record_many
     from ta_lab2.store import db
 
     with db.connect(url) as conn:
-        decisions = [check(conn, a, cutoff, staleness_hours) for a in asset_ids]
+        decisions = check_many(conn, asset_ids, cutoff, staleness_hours)
     fresh: list[int] = []
     skip: dict[int, str] = {}
     for d in decisions:
@@ -75,8 +83,8 @@ def judge_now(url: str, asset_ids: Sequence[int], cutoff: datetime, staleness_ho
             fresh.append(d.asset_id)
         else:
             skip[d.asset_id] = d.skip_message
-        if record:
-            record_result(url, run_id, ComponentResult(
-                d.asset_id, "freshness", status="ok" if d.decision == "fresh" else "skipped",
-                error=skip.get(d.asset_id), details={"reason": d.reason}))
+    if record:  # one audit transaction for the verdicts of all the assets
+        record_many(url, run_id, [ComponentResult(d.asset_id, "freshness", status="ok" if d.decision == "fresh"
+                                                  else "skipped", error=skip.get(d.asset_id),
+                                                  details={"reason": d.reason}) for d in decisions])
     return fresh, skip

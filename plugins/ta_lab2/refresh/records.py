@@ -75,10 +75,17 @@ def record_results(session: Session, run_id: str, results: Sequence[ComponentRes
             return
 
 
-def record_result(url: str, run_id: str, result: ComponentResult) -> None:
-    """One audit row in its own transaction; an audit failure is logged, never raised."""
-    sess = Session(url, [result.asset_id])
+def record_many(url: str, run_id: str, results: Sequence[ComponentResult]) -> None:
+    """Audit rows in one transaction on their own connection; an audit failure is logged, never raised."""
+    if not results:
+        return
+    sess = Session(url, sorted({r.asset_id for r in results}))
     try:
-        record_results(sess, run_id, [result])
+        record_results(sess, run_id, results)
     finally:
         sess.close()
+
+
+def record_result(url: str, run_id: str, result: ComponentResult) -> None:
+    """One audit row in its own transaction; an audit failure is logged, never raised."""
+    record_many(url, run_id, [result])
