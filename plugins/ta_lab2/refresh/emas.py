@@ -150,13 +150,20 @@ def refresh_emas_batch(batch: Batch, asset_ids: list[int], opts: RunOptions,
         modes: dict[str, int] = defaultdict(int)
         series = []
         for variant, selection in selections:
-            states = {(s["tf"], s["period"]): s for s in batch.reads.state_rows(variant.state_table, "ema_state_get",
-                                                                                 asset_id)}
+            states: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
+            for s in batch.reads.state_rows(variant.state_table, "ema_state_get", asset_id):
+                states[s["tf"]][s["period"]] = s
             for tf, periods in selection.items():
+                rows = states.get(tf.tf)
                 seeds_up_to = _seedable(family, tf, bounds["n"], span)
+                if not rows and not opts.full_rebuild:  # no state for the tf (most tfs of a young asset)
+                    seeded = [p for p in periods if p <= seeds_up_to]
+                    if len(seeded) < len(periods):
+                        modes["unseeded"] += len(periods) - len(seeded)
+                    periods = seeded  # too little history: counted, not planned one by one
                 for p in periods:
-                    row = states.get((tf.tf, p))
-                    if row is None and not opts.full_rebuild:  # most series of a young asset: decided per tf
+                    row = rows.get(p) if rows else None
+                    if row is None and not opts.full_rebuild:
                         mode = "scratch" if p <= seeds_up_to else "unseeded"
                     else:
                         mode = _mode(batch, family, asset_id, tf, p, row, bounds["n"], span, opts)
@@ -171,6 +178,7 @@ def refresh_emas_batch(batch: Batch, asset_ids: list[int], opts: RunOptions,
         result.status = "dry_run" if opts.dry_run else "ok"
     batch.reads.want_daily(sorted(need_grid))
     appends = _Appends(family)
+    watermarks: list[tuple[int, datetime]] = []
     for result, bounds, series in plans:
         asset_id, rev = result.asset_id, result.details["src_rev"]
         slow: dict[tuple[EmaVariant, Timeframe], list[Member]] = defaultdict(list)
@@ -181,9 +189,10 @@ def refresh_emas_batch(batch: Batch, asset_ids: list[int], opts: RunOptions,
                 slow[(variant, tf)].append(_member(batch, variant, asset_id, tf, p, row, mode))
         for (variant, tf), members in slow.items():
             _compute_tf(batch, family, variant, asset_id, tf, members, _Grid.of(batch, asset_id), rev, opts, result)
-        if not opts.dry_run:
-            batch.writes.execute(family.watermark_column, emastore.refresh_state_stmt(family.watermark_column),
-                                 {"id": asset_id, "ts": bounds["last_ts"]})
+        watermarks.append((asset_id, bounds["last_ts"]))
+    if watermarks and not opts.dry_run:  # one statement for the batch
+        batch.writes.execute(family.watermark_column, emastore.refresh_state_stmt(family.watermark_column),
+                             {"ids": [a for a, _ in watermarks], "ts": [t for _, t in watermarks]})
     appends.run(batch, opts)
     for result in results:
         log.debug("asset %s emas.%s: %s rows written %s, %s rejects", result.asset_id, family.name,
@@ -380,12 +389,16 @@ class _Appends:
             "x": np.concatenate([t.days for t in parts]).astype(np.int64),
             "f": np.concatenate([np.full(len(t.days), t.first_day.astype(np.int64)) for t in parts]),
         }
-        first = np.empty(len(self.jobs), dtype=np.int64)
-        length = np.empty(len(self.jobs), dtype=np.int64)
-        for j, (result, _, _, _, _, _) in enumerate(self.jobs):
-            tail = tails[result.asset_id]
-            k0 = int(np.searchsorted(tail.ts, before_ts[j], side="right"))
-            first[j], length[j] = offsets[result.asset_id] + k0, len(tail.ts) - k0
+        sizes = {a: len(t.ts) for a, t in tails.items()}
+        base = np.array([offsets[j[0].asset_id] for j in self.jobs], dtype=np.int64)
+        size = np.array([sizes[j[0].asset_id] for j in self.jobs], dtype=np.int64)
+        # per job, its asset's tail days up to its last_ts (searchsorted side="right" within the
+        # asset's sorted days), counted one day position at a time for all jobs at once
+        k0 = np.zeros(len(self.jobs), dtype=np.int64)
+        last = max(len(flat["ts"]) - 1, 0)
+        for i in range(int(size.max(initial=0))):
+            k0 += (i < size) & (flat["ts"][np.minimum(base + i, last)] <= before_ts)
+        first, length = base + k0, size - k0
         start, k = block_index(length)
         return flat, _Rows(np.repeat(np.arange(len(self.jobs)), length), np.repeat(first, length) + k, start, length)
 

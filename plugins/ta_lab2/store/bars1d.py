@@ -33,7 +33,7 @@ def get_state(conn: psycopg.Connection, asset_id: int) -> dict[str, Any] | None:
 
 
 def put_state(out: BatchWrites, state: dict[str, Any]) -> None:
-    out.execute("bars_1d_state_put", sql.SQL(_q("bars_1d_state_put")), state)  # type: ignore[arg-type]
+    out.put_state("cmc_price_bars_1d_state", "bars_1d_state_put", state)  # staged: one upsert per batch
 
 
 def _arrays(plan: Sequence[tuple[int, datetime | None]]) -> dict[str, list[Any]]:

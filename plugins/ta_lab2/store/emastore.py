@@ -57,7 +57,3 @@ def delete_state(conn: psycopg.Connection, state_table: str, asset_id: int, tf: 
 @functools.cache  # one per family, asked per asset
 def refresh_state_stmt(column: str) -> sql.Composed:
     return sql.SQL(sqlfiles.load("queries/ema_refresh_state_put")).format(column=sql.Identifier(column))  # type: ignore[arg-type]
-
-
-def put_refresh_state(conn: psycopg.Connection, column: str, asset_id: int, ts: datetime) -> None:
-    conn.execute(refresh_state_stmt(column), {"id": asset_id, "ts": ts})

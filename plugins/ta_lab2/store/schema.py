@@ -13,6 +13,9 @@ from ta_lab2.store import sqlfiles
 log = logging.getLogger(__name__)
 
 SCHEMA_LOCK_KEY = 7_201_001  # session-independent advisory lock id for schema apply
+# every table a daily run rewrites row by row (one row per asset or series)
+STATE_TABLES = ("cmc_price_bars_1d_state", "cmc_ema_refresh_state", *(f.state_table for f in SNAPSHOT_FAMILIES),
+                *(v.state_table for v in EMA_VARIANTS))
 
 
 def _template(name: str, **idents: str) -> sql.Composed:
@@ -45,6 +48,8 @@ def statements() -> list[sql.Composable]:
         )
     for var in EMA_VARIANTS:
         stmts.append(_template("006_ema_table.template", table=var.table, state=var.state_table))
+    for state in STATE_TABLES:
+        stmts.append(_template("017_state_fillfactor.template", state=state))
     stmts.append(unified_view())
     return stmts
 
