@@ -130,6 +130,9 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     from ta_lab2 import logsetup
     from ta_lab2.cli_refresh import run_refresh
     from ta_lab2.progress import ConsoleHandler
+    from ta_lab2.refresh.runner import tune_gc
+
+    tune_gc()
 
     components, ids, opts, params = refresh_options(args)
     url = db.resolve_url()

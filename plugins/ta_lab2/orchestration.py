@@ -270,8 +270,9 @@ def run_component(component: str, batch: list[int], context: Context) -> dict[st
     clearing this task instance resumes exactly the failed work)."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from ta_lab2.refresh.runner import run_batch
+    from ta_lab2.refresh.runner import run_batch, tune_gc
 
+    tune_gc()  # the task process's job is this batch
     components, opts = run_options(context)
     url = db.resolve_url(airflow=True)
     publish_symbols(batch, url)

@@ -54,3 +54,21 @@ def test_a_dry_run_takes_more_locks_per_asset_so_its_batches_are_smaller() -> No
     real, dry = locks_per_asset(comps, RunOptions(as_of=now)), locks_per_asset(comps, RunOptions(as_of=now, dry_run=True))
     assert (real, dry) == (2, 5)  # own lock + what it reads; a dry run replays source -> 1d -> bars -> EMA
     assert BATCH_LOCKS // real >= 1_000 > BATCH_LOCKS // dry  # a daily run of 1,000 assets is one batch
+
+
+def test_a_refreshing_process_collects_the_young_generation_less_often() -> None:
+    import gc
+
+    from ta_lab2.refresh.runner import GC_GEN0_THRESHOLD, tune_gc
+
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, *before[1:])
+        tune_gc()
+        assert gc.get_threshold() == (GC_GEN0_THRESHOLD, *before[1:])
+        assert gc.get_freeze_count() > 0  # modules and the registry out of the collector's way
+        tune_gc()  # idempotent
+        assert gc.get_threshold()[0] == GC_GEN0_THRESHOLD
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -257,7 +257,10 @@ def run_bench(*, assets: int, days: int, airflow: bool, out: Path) -> int:
 
 
 def main(argv: list[str]) -> int:
+    from ta_lab2.refresh.runner import tune_gc
+
     logging.basicConfig(level=logging.WARNING)
+    tune_gc()  # as the CLI's refresh command does
     assets, days, path = int(argv[0]), int(argv[1]), Path(argv[2])
     path.write_text(json.dumps(measure_scale(assets, days, dag="--dag" in argv[3:]), default=str))
     return 0

@@ -24,6 +24,7 @@ one transaction that is always rolled back, so the plan is exact and nothing per
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -48,7 +49,7 @@ from ta_lab2.store import bars1d, db, io
 from ta_lab2.store.batch import BatchReads, BatchWrites
 
 __all__ = ["Session", "record_result", "record_results", "run_batch", "run_components", "run_step", "run_asset",
-           "plan_components", "upstream_of", "locks_for", "cli_batches", "pack_batches", "locks_per_asset"]
+           "plan_components", "upstream_of", "locks_for", "cli_batches", "pack_batches", "locks_per_asset", "tune_gc"]
 
 log = logging.getLogger(__name__)
 # The CLI's "auto" batches (cli_batches): consecutive assets while the days they (re)compute fit
@@ -60,6 +61,7 @@ log = logging.getLogger(__name__)
 # ~100. decisions.md D-engine-8.
 BATCH_WORK_DAYS = 110_000
 BATCH_LOCKS = 2_500
+GC_GEN0_THRESHOLD = 50_000  # tune_gc
 Step = Callable[[Batch, int, RunOptions], ComponentResult]
 BatchStep = Callable[[Batch, list[int], RunOptions], list[ComponentResult]]
 OnResult = Callable[[ComponentResult], None]
@@ -120,6 +122,17 @@ def plan_components(targets: Sequence[str], builders: Sequence[str] | None = Non
     out = [f"bars.{b}" for b in BAR_FAMILY_NAMES if "bars" in targets and (not builders or b in builders)]
     out += [f"emas.{r}" for r in EMA_FAMILY_NAMES if "emas" in targets and (not refreshers or r in refreshers)]
     return out
+
+
+def tune_gc() -> None:
+    """For a process whose job is to refresh (the CLI, a DAG task, the bench): move what is alive
+    now (modules, the registry) out of the cyclic collector's way (``gc.freeze``) and collect the
+    youngest generation every 50,000 allocations instead of 700. A one-day run of 1,000 assets
+    allocates ~100,000 short-lived state-row dicts; with the defaults the collections took 0.25 s
+    of 4.6 (decisions.md D-engine-11). Process-wide, so only entry points call it; idempotent."""
+    if gc.get_threshold()[0] < GC_GEN0_THRESHOLD:
+        gc.freeze()
+        gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def pack_batches(asset_ids: Sequence[int], work: dict[int, int], budget: int = BATCH_WORK_DAYS,
