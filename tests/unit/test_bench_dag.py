@@ -140,9 +140,9 @@ def test_a_scale_that_crashed_before_its_dag_run_still_shows_the_dag_run_failed(
 def _scale(day_s: float, full_s: float) -> dict[str, Any]:
     cum = ["   ncalls  tottime  percall  cumtime  percall filename:lineno(function)",
            "     7286    4.957    0.001    5.805    0.001 connection.py:479(wait)",
-           "       50    0.054    0.001    1.955    0.039 bars_snapshot.py:80(_tails)"]
+           "    12000    0.046    0.000    0.537    0.000 batch.py:198(state_rows)"]
     own = ["   ncalls  tottime  percall  cumtime  percall filename:lineno(function)",
-           "   280000    0.570    0.000    0.871    0.000 emas.py:196(_mode)"]
+           "    70000    0.098    0.000    0.116    0.000 emas.py:207(_mode)"]
     return {"assets": 1000, "days": 400, "full": {"wall_s": full_s}, "day": {"wall_s": day_s, "components": dict.fromkeys("abcdefghij", {})},
             "day_profiled": {"wall_s": 15.0, "batches": 10}, "profile": {"cumulative": cum, "tottime": own},
             "copy_floor": {"t": {"rows": 1, "plain_s": 50.0, "indexed_s": 100.0}}}
@@ -153,6 +153,6 @@ def test_a_missed_day_share_is_explained_from_the_scales_own_profile() -> None:
     assert "## Where a target is missed" in text
     assert "8.6 % of the full build" in text and "3 % is 4.7 ms per asset; the day takes 13.4 ms" in text
     assert "5.8 s are spent waiting on Postgres (7,286 waits, about 72 per batch and component" in text
-    assert "2.0 s in the snapshot families' newest-row read" in text
-    assert "0.9 s in planning 280,000 EMA series" in text
+    assert "0.5 s in reading the state rows" in text
+    assert "0.1 s in planning the 70,000 EMA series with a state one by one" in text
     assert missed([_scale(1.0, 155.0)]) == []  # met: no section
