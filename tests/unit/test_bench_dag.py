@@ -152,7 +152,7 @@ def test_a_missed_day_share_is_explained_from_the_scales_own_profile() -> None:
     text = "\n".join(missed([_scale(13.4, 155.0)]))
     assert "## Where a target is missed" in text
     assert "8.6 % of the full build" in text and "3 % is 4.7 ms per asset; the day takes 13.4 ms" in text
-    assert "5.8 s are spent waiting on Postgres (7,286 waits, about 72 per batch and component" in text
+    assert "5.8 s are spent waiting on Postgres (7,286 waits in 100 transactions of a batch and a component" in text
     assert "0.5 s in reading the state rows" in text
     assert "0.1 s in planning the 70,000 EMA series with a state one by one" in text
     assert missed([_scale(1.0, 155.0)]) == []  # met: no section

@@ -1,4 +1,5 @@
--- bars_1d_state_put_staged: bars_1d_state_put for every row of a staged batch ({stage}), in one statement.
+-- bars_1d_state_put_staged: advance the 1d watermark rows ({state}) of a staged batch ({stage}) in one
+-- statement, in the same transaction as the rows.
 INSERT INTO {state} AS s (id, last_src_ts, daily_min_seen, daily_max_seen, last_run_ts,
     last_upserted, last_repaired_timehigh, last_repaired_timelow, last_rejected, last_filled_times,
     last_load_ts, rev)

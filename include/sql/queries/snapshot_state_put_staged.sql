@@ -1,4 +1,6 @@
--- snapshot_state_put_staged: snapshot_state_put for every row of a staged batch ({stage}), in one statement.
+-- snapshot_state_put_staged: advance the (id, tf) state rows of a snapshot family ({state}) from a staged
+-- batch ({stage}), in one statement: the watermarks and each series' newest row (what the next append
+-- resumes from). Written in the same transaction as the rows.
 INSERT INTO {state} AS s (id, tf, daily_min_seen, daily_max_seen, last_bar_seq, last_time_close, src_rev,
                           last_volume_comp, last_ts, last_pos_in_bar, last_time_open, last_time_high, last_time_low,
                           last_open, last_high, last_low, last_volume, last_count_days, last_first_missing_day,

@@ -224,8 +224,8 @@ def missed(results: Sequence[dict[str, Any]]) -> list[str]:
         waits = _cumtime(r, "(wait)")
         if waits:
             batches = max(1, len(r["day"]["components"])) * max(1, int(r["day_profiled"].get("batches", 1)))
-            facts.append(f"{_f(waits[0], 1)} s are spent waiting on Postgres ({waits[1]:,} waits, about "
-                         f"{waits[1] // batches} per batch and component: locks, reads, COPYs, upserts, commit, audit)")
+            facts.append(f"{_f(waits[0], 1)} s are spent waiting on Postgres ({waits[1]:,} waits in {batches} "
+                         "transactions of a batch and a component: locks, reads, COPYs, upserts, commit, audit)")
         states = _cumtime(r, "(state_rows)")
         if states:
             facts.append(f"{_f(states[0], 1)} s in reading the state rows (one query per state table, a Python "
