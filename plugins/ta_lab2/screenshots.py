@@ -125,7 +125,21 @@ def take_screenshots(af: StandaloneAirflow, out_dir: Path, run_id: str | None = 
 
 
 def _expand_groups(page: Page) -> None:
-    page.get_by_role("button", name="Expand all task groups").first.click()
+    """Expand the grid's task groups. The grid's toolbar can take long to appear on a busy
+    machine (once: not within 60 s); the page is loaded again once before giving up, and groups
+    already expanded (the button then reads "Collapse all task groups") are left as they are."""
+    expand = page.get_by_role("button", name="Expand all task groups").first
+    either = expand.or_(page.get_by_role("button", name="Collapse all task groups").first)
+    for attempt in (1, 2):
+        try:
+            either.first.wait_for(state="visible", timeout=TIMEOUT_MS // 2)
+            break
+        except Exception:  # playwright's TimeoutError: reload once, then let the caller see it
+            if attempt == 2:
+                raise
+            page.reload()
+    if expand.is_visible():
+        expand.click()
 
 
 def _open_trigger_form(page: Page) -> None:
