@@ -4,9 +4,9 @@ For each scale (default ``100x1095,1000x400``; env ``TA_LAB2_BENCH_SCALES``), in
 subprocess (so its peak RSS is its own) and a throwaway database:
 
 1. synthetic history loaded (all days but the last two);
-2. **full build** through the CLI code path (``refresh.runner.run_components`` over the CLI's
-   auto batches, ``refresh.runner.cli_batches``, audit rows included), wall and CPU seconds, rows written per component,
-   series (state rows) and rows per series;
+2. **full build** through the CLI's refresh step (``cli_refresh.run_components``: its auto
+   batches, ``refresh.runner.cli_batches``, the freshness gate, audit rows included), wall and
+   CPU seconds, rows written per component, series (state rows) and rows per series;
 3. the **raw COPY floor**: every output and state table dumped and copied back into a scratch
    twin with the same primary key and indexes (timed), the ratio full build / floor;
 4. **one new day** loaded and refreshed the same way (wall, CPU, rows);

@@ -60,10 +60,6 @@ def check_many(conn: psycopg.Connection, asset_ids: Sequence[int], cutoff: datet
                    cutoff, staleness_hours) for a in asset_ids]
 
 
-def check(conn: psycopg.Connection, asset_id: int, cutoff: datetime, staleness_hours: float) -> Freshness:
-    return check_many(conn, [asset_id], cutoff, staleness_hours)[0]
-
-
 def judge_now(url: str, asset_ids: Sequence[int], cutoff: datetime, staleness_hours: float, run_id: str, *,
               record: bool = True) -> tuple[list[int], dict[int, str]]:
     """The gate without waiting: (fresh ids, ``{id: skip message}`` for the others; a ``wait``

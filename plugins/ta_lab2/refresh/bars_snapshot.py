@@ -213,24 +213,20 @@ def _write_all(batch: Batch, family: BarFamily, planned: list[list[Any]], built:
             out.after_rows.append(partial(_state_from_table, out, family, state))
 
 
-_LAST = ("last_bar_seq", "last_time_close", "last_volume_comp", "last_ts", "last_pos_in_bar", "last_time_open",
-         "last_time_high", "last_time_low", "last_open", "last_high", "last_low", "last_volume", "last_count_days",
-         "last_first_missing_day", "last_last_missing_day")
+_LAST = (*frames.SNAPSHOT_ROW_STATE.values(), "last_volume_comp")  # what a state row carries of its newest row
 
 
 def _states(planned: list[list[Any]], newest: pd.DataFrame, comp: np.ndarray) -> pd.DataFrame:
     """State rows (as columns) of series whose newest row was just written (``newest``, one per
     series, with its running volume's compensation ``comp``)."""
     bounds = [p[7] for p in planned]
-    last = {f"last_{c}": newest[c].to_numpy() for c in ("bar_seq", "pos_in_bar", "open", "high", "low", "volume",
-                                                        "count_days", "first_missing_day", "last_missing_day")}
-    last.update({f"last_{c}": newest[c].array for c in ("time_close", "time_open", "time_high", "time_low")})
     return pd.DataFrame({
         "id": np.array([p[0] for p in planned], dtype=np.int64), "tf": [p[1].tf for p in planned],
         "daily_min_seen": pd.array([b["first_ts"] for b in bounds], dtype=newest["timestamp"].dtype),
         "daily_max_seen": pd.array([b["last_ts"] for b in bounds], dtype=newest["timestamp"].dtype),
         "src_rev": np.array([p[8] for p in planned], dtype=np.int64),
-        "last_volume_comp": np.asarray(comp, dtype=np.float64), "last_ts": newest["timestamp"].array, **last})
+        "last_volume_comp": np.asarray(comp, dtype=np.float64),
+        **{state: newest[col].array for col, state in frames.SNAPSHOT_ROW_STATE.items()}})
 
 
 def _state_from_table(out: BatchWrites, family: BarFamily, state: dict[str, Any], conn: psycopg.Connection) -> None:

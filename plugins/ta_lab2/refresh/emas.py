@@ -163,10 +163,12 @@ def refresh_emas_batch(batch: Batch, asset_ids: list[int], opts: RunOptions,
                     periods = seeded  # too little history: counted, not planned one by one
                 for p in periods:
                     row = rows.get(p) if rows else None
-                    if row is None and not opts.full_rebuild:
+                    if opts.full_rebuild:
+                        mode = "scratch"
+                    elif row is None:  # scratch, unless provably too little history to seed
                         mode = "scratch" if p <= seeds_up_to else "unseeded"
                     else:
-                        mode = _mode(batch, family, asset_id, tf, p, row, bounds["n"], span, opts)
+                        mode = _mode(batch, asset_id, row)
                     modes[mode] += 1
                     if mode in ("scratch", "restart") or (row is not None and mode == "append"
                                                           and row["median3_min"] is None):
@@ -207,23 +209,16 @@ def _day_span(bounds: dict[str, Any]) -> tuple[np.datetime64, np.datetime64]:
 
 
 def _seedable(family: EmaFamily, tf: Timeframe, n_days: int, span: tuple[np.datetime64, np.datetime64]) -> int:
-    """The largest period a series of ``tf`` without state can seed (:func:`_mode`'s rule)."""
+    """The largest period a series of ``tf`` without state can seed; a longer one is
+    ``unseeded`` (scratch would write nothing): v2 needs ``tf_days * p`` grid days; bar space
+    needs ``p`` canonical closes, at most :func:`canonical_upper_bound` over the span."""
     if family.daily_space_only:
         return n_days // tf.tf_days_nominal
     return min(n_days, canonical_upper_bound(span[0], span[1], tf))
 
 
-def _mode(batch: Batch, family: EmaFamily, asset_id: int, tf: Timeframe, period: int, row: dict[str, Any] | None,
-          n_days: int, span: tuple[np.datetime64, np.datetime64], opts: RunOptions) -> str:
-    """noop | append | restart | scratch | unseeded, from the state row and the change feed.
-
-    ``unseeded``: no state and provably too little history to seed (so scratch would write
-    nothing): v2 needs ``tf_days * p`` grid days; bar space needs ``p`` canonical closes, at
-    most :func:`canonical_upper_bound` over the span."""
-    if opts.full_rebuild:
-        return "scratch"
-    if row is None:
-        return "scratch" if period <= _seedable(family, tf, n_days, span) else "unseeded"
+def _mode(batch: Batch, asset_id: int, row: dict[str, Any]) -> str:
+    """noop | append | restart of a series with a state row, from the change feed."""
     changed = batch.reads.changes_since(asset_id, row["src_rev"])[0]
     if changed is None:
         return "noop"

@@ -61,12 +61,16 @@ def typed_daily(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-# state column -> the pure build's tail column (ta_lab2.bars.snapshot.TAIL_COLUMNS)
-SNAPSHOT_TAIL_STATE = {"bar_seq": "last_bar_seq", "pos_in_bar": "last_pos_in_bar", "time_open": "last_time_open",
-                       "time_high": "last_time_high", "time_low": "last_time_low", "open": "last_open",
-                       "high": "last_high", "low": "last_low", "volume": "last_volume",
-                       "volume_comp": "last_volume_comp", "count_days": "last_count_days",
-                       "first_missing_day": "last_first_missing_day", "last_missing_day": "last_last_missing_day"}
+# snapshot row column -> the state column that carries it for the series' newest row (D-engine-9)
+SNAPSHOT_ROW_STATE = {"bar_seq": "last_bar_seq", "timestamp": "last_ts", "time_close": "last_time_close",
+                      "pos_in_bar": "last_pos_in_bar", "time_open": "last_time_open", "time_high": "last_time_high",
+                      "time_low": "last_time_low", "open": "last_open", "high": "last_high", "low": "last_low",
+                      "volume": "last_volume", "count_days": "last_count_days",
+                      "first_missing_day": "last_first_missing_day", "last_missing_day": "last_last_missing_day"}
+# the pure build's tail column (ta_lab2.bars.snapshot.TAIL_COLUMNS) -> its state column: the row's
+# columns an append resumes from, and the running volume's compensation
+SNAPSHOT_TAIL_STATE = {**{c: s for c, s in SNAPSHOT_ROW_STATE.items() if c not in ("timestamp", "time_close")},
+                       "volume_comp": "last_volume_comp"}
 
 
 def snapshot_tails(states: Sequence[dict[str, Any]]) -> pd.DataFrame:
