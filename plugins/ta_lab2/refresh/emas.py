@@ -75,13 +75,6 @@ def _ns(value: Any) -> np.datetime64:
     return np.datetime64(pd.Timestamp(value).tz_convert(None), "ns")
 
 
-def _ns_many(values: list[Any]) -> np.ndarray:
-    """:func:`_ns` of many instants at once (None -> NaT)."""
-    if not values:
-        return np.array([], dtype="datetime64[ns]")
-    return pd.DatetimeIndex(pd.to_datetime(values, utc=True)).tz_convert(None).as_unit("ns").to_numpy()
-
-
 def _to_state(row: dict[str, Any]) -> EmaState:
     return EmaState(last_ts=_ns(row["last_ts"]),
                     last_canonical_ts=None if row["last_canonical_ts"] is None else _ns(row["last_canonical_ts"]),
@@ -131,75 +124,126 @@ def refresh_emas(batch: Batch, asset_id: int, opts: RunOptions, family: EmaFamil
 
 def refresh_emas_batch(batch: Batch, asset_ids: list[int], opts: RunOptions,
                        family: EmaFamily) -> list[ComponentResult]:
-    """Every series of the batch planned from the batch's reads (no grid read); the continued
-    ones computed together (:class:`_Appends`), the others per (asset, tf) from the grids of
-    just the assets that need one. Locks: the runner holds ``(emas.<family>, id)`` and
-    ``("bars.1d", id)`` shared."""
+    """Every series of the batch planned from the batch's reads (no grid read), as arrays
+    (:class:`_Planner`); the continued ones computed together (:class:`_Appends`), the others
+    per (asset, tf) from the grids of just the assets that need one. Locks: the runner holds
+    ``(emas.<family>, id)`` and ``("bars.1d", id)`` shared."""
     all_tfs = batch.reads.timeframes()
     _, default_periods = batch.reads.periods()
-    selections = [(v, series_for(v, all_tfs, default_periods, opts)) for v in family.variants]
-    results, plans, need_grid = [], [], set()
+    results, live = [], []
     for asset_id in asset_ids:
         result = ComponentResult(asset_id, f"emas.{family.name}")
         results.append(result)
-        bounds = batch.reads.bounds(asset_id)
-        if bounds["n"] == 0:
+        if batch.reads.bounds(asset_id)["n"] == 0:
             result.details = {"mode": "noop", "reason": "no 1d rows"}
             continue
-        span = _day_span(bounds)
-        modes: dict[str, int] = defaultdict(int)
-        series = []
-        for variant, selection in selections:
-            states: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
-            for s in batch.reads.state_rows(variant.state_table, "ema_state_get", asset_id):
-                states[s["tf"]][s["period"]] = s
-            for tf, periods in selection.items():
-                rows = states.get(tf.tf)
-                seeds_up_to = _seedable(family, tf, bounds["n"], span)
-                if not rows and not opts.full_rebuild:  # no state for the tf (most tfs of a young asset)
-                    seeded = [p for p in periods if p <= seeds_up_to]
-                    if len(seeded) < len(periods):
-                        modes["unseeded"] += len(periods) - len(seeded)
-                    periods = seeded  # too little history: counted, not planned one by one
-                for p in periods:
-                    row = rows.get(p) if rows else None
-                    if opts.full_rebuild:
-                        mode = "scratch"
-                    elif row is None:  # scratch, unless provably too little history to seed
-                        mode = "scratch" if p <= seeds_up_to else "unseeded"
-                    else:
-                        mode = _mode(batch, asset_id, row)
-                    modes[mode] += 1
-                    if mode in ("scratch", "restart") or (row is not None and mode == "append"
-                                                          and row["median3_min"] is None):
-                        need_grid.add(asset_id)
-                    if mode not in ("noop", "unseeded"):
-                        series.append((variant, tf, p, row, mode))
-        plans.append((result, bounds, series))
-        result.details = {"modes": dict(modes), "src_rev": batch.reads.changes_since(asset_id, 0)[1]}
+        result.details = {"modes": {}, "src_rev": batch.reads.changes_since(asset_id, 0)[1]}
         result.status = "dry_run" if opts.dry_run else "ok"
-    batch.reads.want_daily(sorted(need_grid))
-    appends = _Appends(family)
-    watermarks: list[tuple[int, datetime]] = []
-    for result, bounds, series in plans:
+        live.append(result)
+    planner = _Planner(batch, family, opts, live)
+    for index, variant in enumerate(family.variants):
+        planner.variant(index, variant, series_for(variant, all_tfs, default_periods, opts))
+    planner.count_modes()
+    batch.reads.want_daily(sorted({live[i].asset_id for i in planner.slow}))
+    for i, series in sorted(planner.slow.items()):
+        result = live[i]
         asset_id, rev = result.asset_id, result.details["src_rev"]
-        slow: dict[tuple[EmaVariant, Timeframe], list[Member]] = defaultdict(list)
+        groups: dict[tuple[EmaVariant, Timeframe], list[Member]] = defaultdict(list)
         for variant, tf, p, row, mode in series:
-            if mode == "append" and row is not None and row["median3_min"] is not None:
-                appends.add(result, variant, tf, p, row, rev)
-            else:
-                slow[(variant, tf)].append(_member(batch, variant, asset_id, tf, p, row, mode))
-        for (variant, tf), members in slow.items():
+            groups[(variant, tf)].append(_member(batch, variant, asset_id, tf, p, row, mode))
+        for (variant, tf), members in groups.items():
             _compute_tf(batch, family, variant, asset_id, tf, members, _Grid.of(batch, asset_id), rev, opts, result)
-        watermarks.append((asset_id, bounds["last_ts"]))
-    if watermarks and not opts.dry_run:  # one statement for the batch
+    if live and not opts.dry_run:  # one statement for the batch
         batch.writes.execute(family.watermark_column, emastore.refresh_state_stmt(family.watermark_column),
-                             {"ids": [a for a, _ in watermarks], "ts": [t for _, t in watermarks]})
-    appends.run(batch, opts)
+                             {"ids": [r.asset_id for r in live],
+                              "ts": [batch.reads.bounds(r.asset_id)["last_ts"] for r in live]})
+    planner.appends.run(batch, opts)
     for result in results:
         log.debug("asset %s emas.%s: %s rows written %s, %s rejects", result.asset_id, family.name,
                   result.rows_written, result.details.get("modes"), result.rejects)
     return results
+
+
+MODES = ("noop", "append", "restart", "scratch", "unseeded")
+NOOP, APPEND, RESTART, SCRATCH, UNSEEDED = range(len(MODES))
+
+
+class _Planner:
+    """The mode of every series (asset, tf, period) of a batch, one table at a time, as arrays:
+    series with a state row from the change feed (``noop`` nothing since its cursor,
+    ``append`` only days after its ``last_ts``, else ``restart``); selected series without one
+    ``scratch``, unless provably too little history to seed (``unseeded``: counted, nothing
+    read or written); ``full_rebuild``: every selected series ``scratch``. Continued series
+    whose state carries the validation bounds go to :class:`_Appends` as columns; the rest
+    (rare on a daily run) to :attr:`slow`, per asset, as the per-series path takes them."""
+
+    def __init__(self, batch: Batch, family: EmaFamily, opts: RunOptions, live: list[ComponentResult]) -> None:
+        self.batch, self.family, self.opts, self.live = batch, family, opts, live
+        self.pos = {r.asset_id: i for i, r in enumerate(live)}
+        self.counts = np.zeros((len(MODES), len(live)), dtype=np.int64)
+        self.slow: dict[int, list[tuple[EmaVariant, Timeframe, int, dict[str, Any] | None, str]]] = defaultdict(list)
+        self.appends = _Appends(family, live)
+
+    def variant(self, index: int, variant: EmaVariant, selection: dict[Timeframe, list[int]]) -> None:
+        expected = [(tf, p) for tf, periods in selection.items() for p in periods]
+        if not expected or not self.live:
+            return
+        code = {(tf.tf, p): k for k, (tf, p) in enumerate(expected)}
+        st = self.batch.reads.state_columns(variant.state_table, "ema_state_get")
+        at = np.fromiter((self.pos.get(a, -1) for a in st["id"].tolist()), np.int64, len(st))
+        key = np.fromiter((code.get(tp, -1) for tp in zip(st["tf"].tolist(), st["period"].tolist(), strict=True)),
+                          np.int64, len(st))
+        mine = np.flatnonzero((at >= 0) & (key >= 0))
+        st, at, key = st.take(mine), at[mine], key[mine]
+        has = np.zeros((len(self.live), len(expected)), dtype=bool)
+        has[at, key] = True
+        mode = np.full(len(st), SCRATCH) if self.opts.full_rebuild else self._state_modes(st)
+        fast = mode == APPEND
+        if "median3_min" in st.nulls:  # a state from before the validation bounds: through the grid once
+            fast &= ~st.nulls["median3_min"]
+        self.appends.add(index, at[fast], st.take(np.flatnonzero(fast)),
+                         np.array([expected[k][0].tf_days_nominal for k in key[fast]], dtype=np.int64),
+                         {tf.tf: tf for tf, _ in expected})
+        np.add.at(self.counts, (mode, at), 1)
+        for j in np.flatnonzero(~fast & (mode != NOOP)).tolist():
+            tf, p = expected[key[j]]
+            row = None if mode[j] == SCRATCH else st.row(j)
+            self.slow[int(at[j])].append((variant, tf, p, row, MODES[mode[j]]))
+        self._missing(variant, expected, has)
+
+    def _state_modes(self, st: Any) -> np.ndarray:
+        """noop | append | restart per state row: the first 1d day changed after its cursor."""
+        first: dict[tuple[int, int], np.datetime64] = {}
+        for pair in set(zip(st["id"].tolist(), st["src_rev"].tolist(), strict=True)):
+            day = self.batch.reads.changes_since(*pair)[0]
+            first[pair] = np.datetime64("NaT", "ns") if day is None else _ns(day)
+        changed = np.array([first[pair] for pair in zip(st["id"].tolist(), st["src_rev"].tolist(), strict=True)],
+                           dtype="datetime64[ns]")
+        return np.where(np.isnat(changed), NOOP, np.where(changed > st["last_ts"], APPEND, RESTART))
+
+    def _missing(self, variant: EmaVariant, expected: list[tuple[Timeframe, int]], has: np.ndarray) -> None:
+        """Selected series without a state row: scratch, or unseeded when too short to seed."""
+        periods = np.array([p for _, p in expected], dtype=np.int64)
+        by_tf: dict[str, list[int]] = defaultdict(list)
+        for k, (tf, _) in enumerate(expected):
+            by_tf[tf.tf].append(k)
+        for ks in by_tf.values():
+            tf = expected[ks[0]][0]
+            lacking = ~has[:, ks]
+            seeds = np.full(len(self.live), np.iinfo(np.int64).max)
+            if not self.opts.full_rebuild:
+                for i in np.flatnonzero(lacking.any(axis=1)).tolist():
+                    bounds = self.batch.reads.bounds(self.live[i].asset_id)
+                    seeds[i] = _seedable(self.family, tf, bounds["n"], _day_span(bounds))
+            ii, kk = np.nonzero(lacking)
+            scratch = periods[ks][kk] <= seeds[ii]
+            np.add.at(self.counts, (np.where(scratch, SCRATCH, UNSEEDED), ii), 1)
+            for i, k in zip(ii[scratch].tolist(), kk[scratch].tolist(), strict=True):
+                self.slow[i].append((variant, tf, int(periods[ks[k]]), None, "scratch"))
+
+    def count_modes(self) -> None:
+        for i, result in enumerate(self.live):
+            result.details["modes"] = {m: int(n) for m, n in zip(MODES, self.counts[:, i], strict=True) if n}
 
 
 def _day_span(bounds: dict[str, Any]) -> tuple[np.datetime64, np.datetime64]:
@@ -215,14 +259,6 @@ def _seedable(family: EmaFamily, tf: Timeframe, n_days: int, span: tuple[np.date
     if family.daily_space_only:
         return n_days // tf.tf_days_nominal
     return min(n_days, canonical_upper_bound(span[0], span[1], tf))
-
-
-def _mode(batch: Batch, asset_id: int, row: dict[str, Any]) -> str:
-    """noop | append | restart of a series with a state row, from the change feed."""
-    changed = batch.reads.changes_since(asset_id, row["src_rev"])[0]
-    if changed is None:
-        return "noop"
-    return "append" if changed > row["last_ts"] else "restart"
 
 
 def _member(batch: Batch, variant: EmaVariant, asset_id: int, tf: Timeframe, period: int,
@@ -329,81 +365,90 @@ def _tail_median3(batch: Batch, cuts: dict[int, datetime], tails: dict[int, Any]
 
 
 class _Appends:
-    """The continued series of one batch and family, computed and written together."""
+    """The continued series of one batch and family, computed and written together. A job is
+    one series; its columns (:meth:`add`) come straight from the state read."""
 
-    def __init__(self, family: EmaFamily) -> None:
-        self.family = family
-        self.jobs: list[tuple[ComponentResult, EmaVariant, Timeframe, int, dict[str, Any], int]] = []
+    STATE = ("last_ts", "last_canonical_ts", "last_ema", "last_bar_ema", "canonical_count", "median3_min",
+             "median3_max")
 
-    def add(self, result: ComponentResult, variant: EmaVariant, tf: Timeframe, period: int, row: dict[str, Any],
-            rev: int) -> None:
-        self.jobs.append((result, variant, tf, period, row, rev))
+    def __init__(self, family: EmaFamily, live: list[ComponentResult]) -> None:
+        self.family, self.live = family, live
+        self.parts: list[dict[str, np.ndarray]] = []
+        self.tfs: dict[str, Timeframe] = {}
+
+    def add(self, variant: int, at: np.ndarray, states: Any, tf_days: np.ndarray, tfs: dict[str, Timeframe]) -> None:
+        """Jobs of one table: ``at`` (index of each job's asset in ``live``), its state rows."""
+        if len(at):
+            rev = np.array([r.details["src_rev"] for r in self.live], dtype=np.int64)
+            self.parts.append({"at": at, "variant": np.full(len(at), variant), "tf": states["tf"],
+                               "period": states["period"].astype(np.int64), "tf_days": tf_days, "rev": rev[at],
+                               "asset": states["id"].astype(np.int64), **{k: states[k] for k in self.STATE}})
+            self.tfs.update(tfs)
 
     def run(self, batch: Batch, opts: RunOptions) -> None:
-        if not self.jobs:
+        if not self.parts:
             return
-        jobs, bar_space = self.jobs, not self.family.daily_space_only
-        cuts: dict[int, datetime] = {}
-        for result, _, _, _, row, _ in jobs:
-            cuts[result.asset_id] = min(cuts.get(result.asset_id, row["last_ts"]), row["last_ts"])
+        jobs = {k: np.concatenate([p[k] for p in self.parts]) for k in self.parts[0]}
+        bar_space = not self.family.daily_space_only
+        assets, job_asset = np.unique(jobs["asset"], return_inverse=True)
+        cut = np.full(len(assets), np.iinfo(np.int64).max)
+        np.minimum.at(cut, job_asset, jobs["last_ts"].view(np.int64))
+        cuts = {int(a): pd.Timestamp(c, tz="UTC").to_pydatetime() for a, c in zip(assets.tolist(), cut.tolist(),
+                                                                                    strict=True)}
         tails = batch.reads.tail(cuts)
-        before_ts = _ns_many([j[4]["last_ts"] for j in jobs])
-        flat, rows = self._layout(tails, _tail_median3(batch, cuts, tails), before_ts)
-        canonical = self._canonical(tails, flat, rows)
-        period = np.array([j[3] for j in jobs], dtype=np.int64)
-        tf_days = np.array([j[2].tf_days_nominal for j in jobs], dtype=np.int64)
-        state = {k: np.array([j[4][k] for j in jobs], dtype=np.float64)
-                 for k in ("last_ema", "last_bar_ema", "median3_min", "median3_max")}
+        flat, rows = self._layout(tails, _tail_median3(batch, cuts, tails), job_asset, jobs["last_ts"])
+        canonical = self._canonical(flat, rows, jobs["tf"])
+        period, tf_days = jobs["period"], jobs["tf_days"]
         done = continue_emas(flat["close"][rows.day], canonical, rows.length, 2.0 / (tf_days * period + 1),
-                             state["last_ema"], 2.0 / (period + 1) if bar_space else None,
-                             state["last_bar_ema"] if bar_space else None)
-        m3_min, m3_max, bad = self._validate(flat["m3"], rows, done, state["median3_min"], state["median3_max"])
+                             jobs["last_ema"], 2.0 / (period + 1) if bar_space else None,
+                             jobs["last_bar_ema"] if bar_space else None)
+        m3_min, m3_max, bad = self._validate(flat["m3"], rows, done, jobs["median3_min"], jobs["median3_max"])
         keep = np.isfinite(done.ema) & ~np.isinf(done.ema_bar)
-        for j, n in enumerate(np.bincount(rows.job[keep], minlength=len(jobs))):
-            jobs[j][0].rows_written += int(n)
-        bad_assets = {jobs[j][0].asset_id for j in np.unique(rows.job[bad])}
+        written = np.bincount(jobs["at"], weights=np.bincount(rows.job[keep], minlength=len(period)),
+                              minlength=len(self.live))
+        for i in np.flatnonzero(written).tolist():
+            self.live[i].rows_written += int(written[i])
         ts = flat["ts"][rows.day]
-        self._rejects(batch, jobs, bad_assets, rows.job, ts, done, write=not opts.dry_run)
+        self._rejects(batch, jobs, set(jobs["asset"][np.unique(rows.job[bad])].tolist()), rows.job, ts, done,
+                      write=not opts.dry_run)
         if opts.dry_run:
             return
-        self._write_rows(batch.writes, rows, ts, canonical, done, keep, period, tf_days)
-        self._write_states(batch.writes, rows, ts, canonical, done, m3_min, m3_max, before_ts)
+        self._write_rows(batch.writes, jobs, rows, ts, canonical, done, keep)
+        self._write_states(batch.writes, jobs, rows, ts, canonical, done, m3_min, m3_max)
 
-    def _layout(self, tails: dict[int, Any], m3: dict[int, np.ndarray],
+    @staticmethod
+    def _layout(tails: dict[int, Any], m3: dict[int, np.ndarray], job_asset: np.ndarray,
                 before_ts: np.ndarray) -> tuple[dict[str, np.ndarray], _Rows]:
         """The batch's tail days end to end (``ts``, ``close``, ``m3``, ``x`` epoch day, ``f``
-        first grid day, per day) and where each job's new days are among them."""
-        offsets, n = {}, 0
-        for a, tail in tails.items():
-            offsets[a] = n
-            n += len(tail.ts)
+        first grid day, per day) and where each job's new days are among them. ``tails`` is in
+        asset order, ``job_asset`` indexes it."""
         parts = list(tails.values())
+        sizes = np.array([len(t.ts) for t in parts], dtype=np.int64)
         flat = {
             "ts": np.concatenate([t.ts for t in parts]), "close": np.concatenate([t.close for t in parts]),
             "m3": np.concatenate([m3[a] for a in tails]),
             "x": np.concatenate([t.days for t in parts]).astype(np.int64),
-            "f": np.concatenate([np.full(len(t.days), t.first_day.astype(np.int64)) for t in parts]),
+            "f": np.repeat(np.array([t.first_day for t in parts], dtype="datetime64[D]").astype(np.int64), sizes),
         }
-        sizes = {a: len(t.ts) for a, t in tails.items()}
-        base = np.array([offsets[j[0].asset_id] for j in self.jobs], dtype=np.int64)
-        size = np.array([sizes[j[0].asset_id] for j in self.jobs], dtype=np.int64)
+        base = (np.cumsum(sizes) - sizes)[job_asset]
+        size = sizes[job_asset]
         # per job, its asset's tail days up to its last_ts (searchsorted side="right" within the
         # asset's sorted days), counted one day position at a time for all jobs at once
-        k0 = np.zeros(len(self.jobs), dtype=np.int64)
+        k0 = np.zeros(len(job_asset), dtype=np.int64)
         last = max(len(flat["ts"]) - 1, 0)
         for i in range(int(size.max(initial=0))):
             k0 += (i < size) & (flat["ts"][np.minimum(base + i, last)] <= before_ts)
         first, length = base + k0, size - k0
         start, k = block_index(length)
-        return flat, _Rows(np.repeat(np.arange(len(self.jobs)), length), np.repeat(first, length) + k, start, length)
+        return flat, _Rows(np.repeat(np.arange(len(job_asset)), length), np.repeat(first, length) + k, start, length)
 
-    def _canonical(self, tails: dict[int, Any], flat: dict[str, np.ndarray], rows: _Rows) -> np.ndarray:
+    def _canonical(self, flat: dict[str, np.ndarray], rows: _Rows, job_tf: np.ndarray) -> np.ndarray:
         """Per row: does its day close a bar of its job's timeframe (one windows pass per tf)."""
-        tfs = list({j[2].tf: j[2] for j in self.jobs}.values())
-        code = {tf.tf: i for i, tf in enumerate(tfs)}
-        tf_of_row = np.array([code[j[2].tf] for j in self.jobs], dtype=np.int64)[rows.job]
+        names, tf_of_job = np.unique(job_tf.astype(str), return_inverse=True)
+        tf_of_row = tf_of_job[rows.job]
         out = np.zeros(len(rows.day), dtype=bool)
-        for i, tf in enumerate(tfs):
+        for i, name in enumerate(names.tolist()):
+            tf = self.tfs[name]
             seq, _, end = window_numbers(flat["x"], flat["f"], tf)
             closes = in_a_bar(seq, tf) & (end == flat["x"])
             mine = tf_of_row == i
@@ -426,72 +471,62 @@ class _Appends:
               (violation_types(done.ema_bar, 0.5 * row_lo, 2.0 * row_hi, True) != "")
         return lo, hi, bad
 
-    def _write_rows(self, out: BatchWrites, rows: _Rows, ts: np.ndarray, canonical: np.ndarray, done: Any,
-                    keep: np.ndarray, period: np.ndarray, tf_days: np.ndarray) -> None:
-        ids = np.array([j[0].asset_id for j in self.jobs], dtype=np.int64)
-        tfs = np.array([j[2].tf for j in self.jobs], dtype=object)
-        tables = np.array([j[1].table for j in self.jobs], dtype=object)
-        for variant in self.family.variants:
-            mine = (tables[rows.job] == variant.table) & keep
+    def _write_rows(self, out: BatchWrites, jobs: dict[str, np.ndarray], rows: _Rows, ts: np.ndarray,
+                    canonical: np.ndarray, done: Any, keep: np.ndarray) -> None:
+        for index, variant in enumerate(self.family.variants):
+            mine = (jobs["variant"][rows.job] == index) & keep
             if mine.any():
                 jr = rows.job[mine]
                 out.add_rows(variant.table, WRITE_COLUMNS, pd.DataFrame({
-                    "id": ids[jr], "tf": tfs[jr], "ts": pd.DatetimeIndex(ts[mine]).tz_localize("UTC"),
-                    "period": period[jr], "tf_days": tf_days[jr], "roll": ~canonical[mine],
+                    "id": jobs["asset"][jr], "tf": jobs["tf"][jr], "ts": pd.DatetimeIndex(ts[mine]).tz_localize("UTC"),
+                    "period": jobs["period"][jr], "tf_days": jobs["tf_days"][jr], "roll": ~canonical[mine],
                     "ema": done.ema[mine], "ema_bar": done.ema_bar[mine]}))
 
-    def _write_states(self, out: BatchWrites, rows: _Rows, ts: np.ndarray, canonical: np.ndarray, done: Any,
-                      m3_min: np.ndarray, m3_max: np.ndarray, before_ts: np.ndarray) -> None:
+    def _write_states(self, out: BatchWrites, jobs: dict[str, np.ndarray], rows: _Rows, ts: np.ndarray,
+                      canonical: np.ndarray, done: Any, m3_min: np.ndarray, m3_max: np.ndarray) -> None:
         """Every job's new state as columns, one staged upsert per state table (per-series
         dictionaries cost 0.7 s of a 100-asset day in the profile)."""
-        jobs, n = self.jobs, len(self.jobs)
+        n = len(jobs["asset"])
         n_canon = np.bincount(rows.job[canonical], minlength=n)
         last_canon = np.full(n, -1)
         np.maximum.at(last_canon, rows.job[canonical], np.flatnonzero(canonical))
         moved = rows.length > 0
-        before_canon = _ns_many([j[4]["last_canonical_ts"] for j in jobs])
+        before_ts, before_canon = jobs["last_ts"], jobs["last_canonical_ts"]
         at = np.clip(rows.start + rows.length - 1, 0, None)
         last_ts = np.where(moved, ts[at] if len(ts) else before_ts, before_ts)
         last_canonical = np.where(moved & (last_canon >= 0), ts[np.clip(last_canon, 0, None)] if len(ts) else before_canon,
                                   before_canon)
-        before_ema = np.array([j[4]["last_ema"] for j in jobs], dtype=np.float64)
-        before_bar = np.array([np.nan if j[4]["last_bar_ema"] is None else j[4]["last_bar_ema"] for j in jobs],
-                              dtype=np.float64)
         frame = pd.DataFrame({
-            "id": np.array([j[0].asset_id for j in jobs], dtype=np.int64),
-            "tf": np.array([j[2].tf for j in jobs], dtype=object),
-            "period": np.array([j[3] for j in jobs], dtype=np.int64),
+            "id": jobs["asset"], "tf": jobs["tf"], "period": jobs["period"],
             "last_ts": pd.DatetimeIndex(last_ts).tz_localize("UTC"),
             "last_canonical_ts": pd.DatetimeIndex(last_canonical).tz_localize("UTC"),
             "last_bar_ema": np.full(n, np.nan) if self.family.daily_space_only
-            else np.where(moved, done.last_bar_ema, before_bar),
-            "last_ema": np.where(moved, done.last_ema, before_ema),
-            "canonical_count": np.array([int(j[4]["canonical_count"]) for j in jobs], dtype=np.int64) + n_canon,
-            "src_rev": np.array([j[5] for j in jobs], dtype=np.int64),
-            "median3_min": m3_min, "median3_max": m3_max,
+            else np.where(moved, done.last_bar_ema, jobs["last_bar_ema"]),
+            "last_ema": np.where(moved, done.last_ema, jobs["last_ema"]),
+            "canonical_count": jobs["canonical_count"].astype(np.int64) + n_canon,
+            "src_rev": jobs["rev"], "median3_min": m3_min, "median3_max": m3_max,
         })
-        tables = np.array([j[1].state_table for j in jobs], dtype=object)
-        for variant in self.family.variants:
-            mine = tables == variant.state_table
+        for index, variant in enumerate(self.family.variants):
+            mine = jobs["variant"] == index
             if mine.any():
                 out.put_states(variant.state_table, "ema_state_put", frame[mine].reset_index(drop=True))
 
-    def _rejects(self, batch: Batch, jobs: list[Any], bad_assets: set[int], job_of_row: np.ndarray,
+    def _rejects(self, batch: Batch, jobs: dict[str, np.ndarray], bad_assets: set[int], job_of_row: np.ndarray,
                  ts_rows: np.ndarray, done: Any, *, write: bool) -> None:
         """The reject rows of the (rare) assets with a flagged value, exactly as
         :func:`validate_emas` gives them over the asset's grid."""
         for a in sorted(bad_assets):
             grid = _Grid.of(batch, a)
-            for variant in self.family.variants:
-                sel = [j for j, job in enumerate(jobs) if job[0].asset_id == a and job[1] is variant]
+            for index, variant in enumerate(self.family.variants):
+                sel = np.flatnonzero((jobs["asset"] == a) & (jobs["variant"] == index))
                 mask = np.isin(job_of_row, sel)
                 if not mask.any():
                     continue
                 jr = job_of_row[mask]
                 rows = pd.DataFrame({
-                    "id": a, "tf": [jobs[j][2].tf for j in jr], "ts": pd.DatetimeIndex(ts_rows[mask]).tz_localize("UTC"),
-                    "period": [jobs[j][3] for j in jr], "ema": done.ema[mask], "ema_bar": done.ema_bar[mask]})
+                    "id": a, "tf": jobs["tf"][jr], "ts": pd.DatetimeIndex(ts_rows[mask]).tz_localize("UTC"),
+                    "period": jobs["period"][jr], "ema": done.ema[mask], "ema_bar": done.ema_bar[mask]})
                 rejects = validate_emas(rows, grid.ts, grid.close)
-                jobs[sel[0]][0].rejects += len(rejects)
+                self.live[int(jobs["at"][sel[0]])].rejects += len(rejects)
                 if write:
                     _queue_rejects(batch.writes, variant, a, rejects)

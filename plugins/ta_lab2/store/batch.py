@@ -49,6 +49,76 @@ def _utc_ns(values: list[Any]) -> np.ndarray:
     return pd.DatetimeIndex(values).tz_convert("UTC").tz_localize(None).as_unit("ns").to_numpy()
 
 
+NAT = np.iinfo(np.int64).min  # numpy's NaT as an int64: what a NULL instant or day reads as
+
+
+class Columns:
+    """Rows of a query as one numpy array per column (:meth:`BatchReads.state_columns`):
+    instants ``datetime64[ns]`` (naive UTC, NULL -> NaT), days ``datetime64[D]``, floats
+    ``float64`` (NULL -> NaN, remembered in :attr:`nulls`), integers ``int64`` (``float64``
+    with NaN when a NULL occurs), text and the rest ``object``. The driver never builds a
+    datetime per value: instants travel as epoch microseconds (5x cheaper to fetch, and no
+    per-value conversion after)."""
+
+    def __init__(self, data: dict[str, np.ndarray], nulls: dict[str, np.ndarray]) -> None:
+        self.data, self.nulls = data, nulls
+
+    def __len__(self) -> int:
+        return len(next(iter(self.data.values()))) if self.data else 0
+
+    def __getitem__(self, column: str) -> np.ndarray:
+        return self.data[column]
+
+    def take(self, index: np.ndarray) -> Columns:
+        return Columns({k: v[index] for k, v in self.data.items()}, {k: v[index] for k, v in self.nulls.items()})
+
+    def row(self, j: int) -> dict[str, Any]:
+        """Row ``j`` as the dict-row read gives it (None for NULL, tz-aware instants)."""
+        out: dict[str, Any] = {}
+        for name, values in self.data.items():
+            v = values[j]
+            if name in self.nulls and self.nulls[name][j]:
+                out[name] = None
+            elif values.dtype.kind == "M":
+                out[name] = None if np.isnat(v) else (pd.Timestamp(v, tz="UTC") if values.dtype == "datetime64[ns]"
+                                                      else v.astype(object))
+            else:
+                out[name] = v.item() if isinstance(v, np.generic) else v
+        return out
+
+
+_INSTANT = "timestamp with time zone"
+
+
+def _column_expr(name: str, kind: str) -> sql.Composable:
+    col = sql.SQL("q.{}").format(sql.Identifier(name))
+    if kind == _INSTANT:  # exact: extract(epoch) is numeric
+        return sql.SQL("coalesce((extract(epoch FROM {c}) * 1000000)::int8, {nat}) AS {n}").format(
+            c=col, nat=sql.Literal(NAT), n=sql.Identifier(name))
+    if kind == "date":
+        return sql.SQL("coalesce(({c} - DATE '1970-01-01')::int8, {nat}) AS {n}").format(
+            c=col, nat=sql.Literal(NAT), n=sql.Identifier(name))
+    return col
+
+
+def _to_array(values: tuple[Any, ...], kind: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(array, NULL mask or None) of one fetched column (see :class:`Columns`)."""
+    if kind == _INSTANT:
+        return np.array(values, dtype=np.int64).view("datetime64[us]").astype("datetime64[ns]"), None
+    if kind == "date":
+        return np.array(values, dtype=np.int64).view("datetime64[D]"), None
+    if kind in ("double precision", "integer", "bigint", "smallint"):
+        nulls = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
+        if not nulls.any():
+            return np.array(values, dtype=np.float64 if kind == "double precision" else np.int64), None
+        return np.array(values, dtype=np.float64), nulls
+    if kind == "boolean":
+        return np.array(values, dtype=bool), None
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out, None
+
+
 class BatchReads:
     """Per-asset reads of one batch, each fetched once for every asset of the batch."""
 
@@ -65,6 +135,7 @@ class BatchReads:
         self._feed: dict[int, list[tuple[int, datetime]]] | None = None
         self._since: dict[tuple[int, int], tuple[datetime | None, int]] = {}
         self._states: dict[tuple[str, str], dict[int, list[dict[str, Any]]]] = {}
+        self._columns: dict[tuple[str, str], Columns] = {}
 
     def invalidate(self) -> None:
         """Forget everything derived from the 1d table (after a 1d step wrote)."""
@@ -72,11 +143,12 @@ class BatchReads:
         self._daily_read, self._daily_ids = set(), None
         self.memo.clear()
         self._since.clear()
-        self._states.clear()
+        self.forget_states()
 
     def forget_states(self) -> None:
         """Forget the state rows read (after a component wrote its state table)."""
         self._states.clear()
+        self._columns.clear()
 
     def timeframes(self) -> list[Timeframe]:
         if self._tfs is None:
@@ -211,6 +283,33 @@ class BatchReads:
                     by_id[row["id"]].append(row)
             self._states[key] = dict(by_id)
         return self._states[key].get(asset_id, [])
+
+    def state_columns(self, state_table: str, query_name: str) -> Columns:
+        """Every row ``query_name`` returns for the batch's assets (its ``WHERE id = %(id)s``
+        widened to the batch), as :class:`Columns` ordered by id; one query, cached like
+        :meth:`state_rows`. Column kinds are the state table's."""
+        key = (state_table, query_name)
+        if key not in self._columns:
+            one = sqlfiles.load(f"queries/{query_name}")
+            text = one.replace("WHERE id = %(id)s", "WHERE id = ANY(%(ids)s)")
+            if text == one:
+                raise ValueError(f"query {query_name} has no 'WHERE id = %(id)s' to widen to the batch")
+            inner = sql.SQL(text).format(state=sql.Identifier(state_table))  # type: ignore[arg-type]
+            kinds = io.column_types(self.conn, state_table)
+            with self.conn.cursor(binary=True) as cur:
+                cur.execute(sql.SQL("SELECT * FROM ({}) AS q LIMIT 0").format(inner), {"ids": self.ids})
+                names = [d.name for d in cur.description or []]
+                exprs = sql.SQL(", ").join(_column_expr(n, kinds.get(n, "")) for n in names)
+                rows = cur.execute(sql.SQL("SELECT {} FROM ({}) AS q ORDER BY q.id").format(exprs, inner),
+                                   {"ids": self.ids}).fetchall()
+            cols: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+            data, nulls = {}, {}
+            for name, values in zip(names, cols, strict=True):
+                data[name], mask = _to_array(values, kinds.get(name, ""))
+                if mask is not None:
+                    nulls[name] = mask
+            self._columns[key] = Columns(data, nulls)
+        return self._columns[key]
 
 
 class BatchWrites:
