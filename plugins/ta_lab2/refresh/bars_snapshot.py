@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -32,7 +32,7 @@ from ta_lab2.bars.windows import window_containing
 from ta_lab2.refresh.context import Batch, ComponentResult, RunOptions
 from ta_lab2.registry import BarFamily
 from ta_lab2.store import frames
-from ta_lab2.store.batch import BatchWrites
+from ta_lab2.store.batch import BatchWrites, Columns
 from ta_lab2.timeframes import Timeframe, select
 
 log = logging.getLogger(__name__)
@@ -45,60 +45,110 @@ def _day(ts: Any) -> np.datetime64:
     return np.datetime64(pd.Timestamp(ts).tz_convert("UTC").tz_localize(None).floor("D"), "D")
 
 
-def _restart(batch: Batch, asset_id: int, state: dict[str, Any] | None, first_ts: datetime,
-             full: bool, days: dict[int, np.datetime64 | None]) -> tuple[str, np.datetime64 | None]:
-    """('rebuild', None) | ('noop', None) | ('window' | 'append', first changed day).
-    ``days`` memoises the first changed day per cursor (the series of an asset share theirs)."""
-    if state is None or full or state["daily_min_seen"] != first_ts:
-        return "rebuild", None
-    rev = state["src_rev"]
-    if rev not in days:
-        changed = batch.reads.changes_since(asset_id, rev)[0]
-        days[rev] = None if changed is None else _day(changed)
-    day = days[rev]
-    if day is None:
-        return "noop", None
-    appends = state.get("last_volume_comp") is not None and state.get("last_ts") is not None \
-        and state["last_time_close"] is not None and state["last_time_close"] < pd.Timestamp(day, tz="UTC")
-    return ("append" if appends else "window"), day
+MODES = ("rebuild", "window", "append")
+REBUILD, WINDOW, APPEND, NOOP = 0, 1, 2, 3
 
 
-def _plan(batch: Batch, family: BarFamily, asset_id: int, tfs: list[Timeframe], first_ts: datetime,
-          first_day: np.datetime64, opts: RunOptions
-          ) -> list[tuple[Timeframe, str, np.datetime64 | None, np.datetime64, dict[str, Any] | None]]:
-    """Per timeframe (tf, mode, first changed day, first day to read: the window start of the
-    changed day, the asset's first day for a rebuild, the changed day itself for an append; the
-    state row)."""
-    states = {s["tf"]: s for s in batch.reads.state_rows(family.state_table, "snapshot_state_get", asset_id)}
-    days: dict[int, np.datetime64 | None] = {}
-    plan = []
-    for tf in tfs:
-        state = states.get(tf.tf)
-        mode, changed = _restart(batch, asset_id, state, first_ts, opts.full_rebuild, days)
-        start = first_day if changed is None else changed if mode == "append" else _window_start(changed, tf, first_day)
-        plan.append((tf, mode, changed, start, state))
-    return plan
+class _Plan(NamedTuple):
+    """The series of a batch and family to build, as arrays in (asset, tf) order."""
+
+    at: np.ndarray  # index of the series' asset in ``live``
+    tf: np.ndarray  # index into ``tfs``
+    mode: np.ndarray  # REBUILD | WINDOW | APPEND
+    changed: np.ndarray  # datetime64[D]: first changed day (NaT: rebuild)
+    start: np.ndarray  # datetime64[D]: first day to read (the window start of the changed day, the
+    # asset's first day for a rebuild, the changed day itself for an append)
+    tail: np.ndarray  # row of the tails frame (-1: none)
+    state: np.ndarray  # row of the state columns (-1: none)
 
 
-def _window_start(changed: np.datetime64, tf: Timeframe, first_day: np.datetime64) -> np.datetime64:
-    return window_containing(changed, tf, first_day)[1]
+class _Assets(NamedTuple):
+    """Per live asset: id, first and last accepted 1d instant (ns), first grid day, cursor."""
+
+    ids: np.ndarray
+    first_ts: np.ndarray
+    last_ts: np.ndarray
+    first_day: np.ndarray
+    rev: np.ndarray
 
 
-def _tails(planned: list[list[Any]]) -> pd.DataFrame | None:
-    """The newest row of every 'append' series, from its state row (no query); a series whose
-    newest row is not before its changed day falls back to 'window'. An appended series' slot 5
-    is its row number in the returned frame."""
-    want: list[dict[str, Any]] = []
-    for p in planned:
-        if p[2] != "append":
-            continue
-        state = p[10]
-        if state["last_ts"] >= pd.Timestamp(p[3], tz="UTC"):
-            p[2], p[4] = "window", _window_start(p[3], p[1], p[9])
+def _assets(batch: Batch, live: list[ComponentResult]) -> _Assets:
+    bounds = [batch.reads.bounds(r.asset_id) for r in live]
+    first = _utc_ns([b["first_ts"] for b in bounds])
+    return _Assets(np.array([r.asset_id for r in live], dtype=np.int64), first, _utc_ns([b["last_ts"] for b in bounds]),
+                   first.astype("datetime64[D]"), np.array([r.details["src_rev"] for r in live], dtype=np.int64))
+
+
+def _utc_ns(values: list[Any]) -> np.ndarray:
+    return pd.DatetimeIndex(pd.to_datetime(values, utc=True)).tz_convert(None).as_unit("ns").to_numpy()
+
+
+def _plan(batch: Batch, family: BarFamily, tfs: list[Timeframe], assets: _Assets, states: Columns,
+          opts: RunOptions) -> _Plan:
+    """Every (asset, tf) series' mode from its state row and the 1d change feed, as arrays: no
+    state, ``full_rebuild`` or a moved first day (backfill, first day rejected) -> rebuild;
+    nothing changed since the cursor -> noop (dropped); a change after the newest row that the
+    state carries -> append; else window."""
+    n, m = len(assets.ids), len(tfs)
+    pos = {int(a): i for i, a in enumerate(assets.ids.tolist())}
+    code = {tf.tf: k for k, tf in enumerate(tfs)}
+    at = np.fromiter((pos.get(a, -1) for a in states["id"].tolist()), np.int64, len(states))
+    key = np.fromiter((code.get(t, -1) for t in states["tf"].tolist()), np.int64, len(states))
+    row_of = np.full((n, m), -1, dtype=np.int64)
+    mine = (at >= 0) & (key >= 0)
+    row_of[at[mine], key[mine]] = np.flatnonzero(mine)
+    j = row_of.ravel()  # series (i, k) in asset-major order
+    i = np.repeat(np.arange(n), m)
+    has = j >= 0
+    jj = np.where(has, j, 0)
+    mode = np.full(n * m, REBUILD)
+    changed = np.full(n * m, np.datetime64("NaT"), dtype="datetime64[D]")
+    if not opts.full_rebuild and len(states):
+        kept = has & (states["daily_min_seen"][jj] == assets.first_ts[i])
+        days: dict[tuple[int, int], np.datetime64] = {}
+        for pair in set(zip(assets.ids[i[kept]].tolist(), states["src_rev"][jj[kept]].tolist(), strict=True)):
+            day = batch.reads.changes_since(*pair)[0]
+            days[pair] = np.datetime64("NaT", "D") if day is None else _day(day)
+        changed[kept] = np.array([days[pair] for pair in zip(assets.ids[i[kept]].tolist(),
+                                                             states["src_rev"][jj[kept]].tolist(), strict=True)],
+                                 dtype="datetime64[D]")
+        midnight = changed.astype("datetime64[ns]")
+        # an append resumes from the carried newest row: it must be there and end before the changed day
+        carried = ~np.isnat(states["last_ts"][jj]) & ~np.isnat(states["last_time_close"][jj]) \
+            & (states["last_time_close"][jj] < midnight) & (states["last_ts"][jj] < midnight)
+        if "last_volume_comp" in states.nulls:
+            carried &= ~states.nulls["last_volume_comp"][jj]
+        mode = np.where(~kept, REBUILD, np.where(np.isnat(changed), NOOP, np.where(carried, APPEND, WINDOW)))
+    go = np.flatnonzero(mode != NOOP)
+    i, k, mode, changed, j = i[go], np.tile(np.arange(m), n)[go], mode[go], changed[go], j[go]
+    start = np.where(mode == REBUILD, assets.first_day[i], changed)
+    for s in np.flatnonzero(mode == WINDOW).tolist():
+        start[s] = window_containing(changed[s], tfs[k[s]], assets.first_day[i[s]])[1]
+    appends = mode == APPEND
+    tail = np.full(len(go), -1, dtype=np.int64)
+    tail[appends] = np.arange(int(appends.sum()))
+    return _Plan(i, k, mode, changed, start, tail, np.where(mode == REBUILD, -1, j))
+
+
+def _tails(states: Columns, plan: _Plan) -> pd.DataFrame | None:
+    """The newest row of every 'append' series, from its state row (no query), typed as the
+    pure build's tails (:data:`TAIL_COLUMNS`), in the order of ``plan.tail``."""
+    rows = plan.state[plan.mode == APPEND]
+    if not len(rows):
+        return None
+    st = states.take(rows)
+    out: dict[str, Any] = {}
+    for tail, col in frames.SNAPSHOT_TAIL_STATE.items():
+        values = st[col]
+        if values.dtype.kind == "M":
+            out[tail] = pd.DatetimeIndex(values.astype("datetime64[ns]"))
+            if tail.startswith("time_"):
+                out[tail] = out[tail].tz_localize("UTC")
+        elif tail in ("bar_seq", "pos_in_bar", "count_days"):
+            out[tail] = values.astype(np.int64)
         else:
-            p[5] = len(want)
-            want.append(state)
-    return frames.snapshot_tails(want)[list(TAIL_COLUMNS)] if want else None
+            out[tail] = values.astype(np.float64)
+    return pd.DataFrame(out)[list(TAIL_COLUMNS)]
 
 
 def bar_timeframes(all_tfs: list[Timeframe], family: BarFamily, opts: RunOptions) -> list[Timeframe]:
@@ -117,14 +167,12 @@ def refresh_snapshot(batch: Batch, asset_id: int, opts: RunOptions, family: BarF
 
 def refresh_snapshots(batch: Batch, asset_ids: list[int], opts: RunOptions,
                       family: BarFamily) -> list[ComponentResult]:
-    """Every series (asset, tf) of the batch planned from the batch's reads, built in ONE
-    :func:`build_snapshots_many` pass, written set-based. Locks: the runner holds
-    ``(bars.<family>, id)`` and ``("bars.1d", id)`` shared (:func:`ta_lab2.refresh.runner.locks_for`)."""
+    """Every series (asset, tf) of the batch planned from the batch's reads (as arrays, from
+    the state table read as columns), built in ONE :func:`build_snapshots_spans` pass, written
+    set-based. Locks: the runner holds ``(bars.<family>, id)`` and ``("bars.1d", id)`` shared
+    (:func:`ta_lab2.refresh.runner.locks_for`)."""
     tfs = bar_timeframes(batch.reads.timeframes(), family, opts)
-    results = []
-    # per series: [asset, tf, mode, changed day, first day to read, tail row | None, result, bounds, src_rev,
-    #              the asset's first day, state row | None]
-    planned: list[list[Any]] = []
+    results, live = [], []
     for asset_id in asset_ids:
         result = ComponentResult(asset_id, f"bars.{family.name}")
         results.append(result)
@@ -132,101 +180,104 @@ def refresh_snapshots(batch: Batch, asset_ids: list[int], opts: RunOptions,
         if not tfs or bounds["n"] == 0:
             result.details = {"mode": "noop", "reason": "no 1d rows" if tfs else "no timeframe selected"}
             continue
-        _, rev = batch.reads.changes_since(asset_id, 0)
-        result.details = {"tfs": [t.tf for t in tfs], "modes": {}, "src_rev": rev}
-        first_day = _day(bounds["first_ts"])
-        for tf, mode, changed, start, state in _plan(batch, family, asset_id, tfs, bounds["first_ts"], first_day,
-                                                     opts):
-            if mode != "noop":
-                planned.append([asset_id, tf, mode, changed, start, None, result, bounds, rev, first_day, state])
-    tails = _tails(planned)
-    if planned:
-        _write_all(batch, family, planned, _build(batch, planned, tails), opts)
+        result.details = {"tfs": [t.tf for t in tfs], "modes": {}, "src_rev": batch.reads.changes_since(asset_id, 0)[1]}
+        live.append(result)
+    if live:
+        assets = _assets(batch, live)
+        states = batch.reads.state_columns(family.state_table, "snapshot_state_get")
+        plan = _plan(batch, family, tfs, assets, states, opts)
+        if len(plan.at):
+            _write_all(batch, family, tfs, live, assets, states, plan,
+                       _build(batch, tfs, assets, plan, _tails(states, plan)), opts)
     for result in results:
         log.debug("asset %s bars.%s: %s rows written %s", result.asset_id, family.name, result.rows_written,
                   result.details.get("modes"))
     return results
 
 
-def _build(batch: Batch, planned: list[list[Any]], tails: pd.DataFrame | None) -> Snapshots:
+def _build(batch: Batch, tfs: list[Timeframe], assets: _Assets, plan: _Plan, tails: pd.DataFrame | None) -> Snapshots:
     """Every planned series in one :func:`build_snapshots_spans`: each asset's daily rows read
     once (only the new days when all its series append), each series a span of them."""
-    first: dict[int, np.datetime64] = {}  # per asset, the earliest day a series needs
-    whole: set[int] = set()  # assets with a series that is not appended (sliced from the whole-history read)
-    for p in planned:
-        first[p[0]] = min(first.get(p[0], p[4]), p[4])
-        if p[2] != "append":
-            whole.add(p[0])
-    frame = batch.reads.daily_rows_from({a: pd.Timestamp(d, tz="UTC") for a, d in first.items() if a not in whole})
-    if whole:
-        frame = pd.concat([frame, *(batch.reads.daily_frame(a, pd.Timestamp(first[a], tz="UTC")).assign(id=a)
-                                    for a in sorted(whole))], ignore_index=True)
+    first = np.full(len(assets.ids), np.datetime64("NaT"), dtype="datetime64[D]")  # per asset, the earliest day a series needs
+    planned = np.zeros(len(assets.ids), dtype=bool)
+    planned[plan.at] = True
+    first[planned] = np.datetime64("9999-12-31")
+    np.minimum.at(first, plan.at, plan.start)
+    whole = np.zeros(len(assets.ids), dtype=bool)  # assets with a series that is not appended (sliced from the whole-history read)
+    whole[plan.at[plan.mode != APPEND]] = True
+    frame = batch.reads.daily_rows_from({int(assets.ids[i]): pd.Timestamp(first[i], tz="UTC")
+                                         for i in np.flatnonzero(planned & ~whole).tolist()})
+    if whole.any():
+        frame = pd.concat([frame, *(batch.reads.daily_frame(int(assets.ids[i]), pd.Timestamp(first[i], tz="UTC"))
+                                    .assign(id=int(assets.ids[i])) for i in np.flatnonzero(whole).tolist())],
+                          ignore_index=True)
     ids = frame.pop("id").to_numpy()
     edges = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1], [True])))
     rows_of = {int(ids[a]): (a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)} if ids.size else {}
     days = frame["day"].to_numpy()
     instants = frame["timestamp"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
-    spans = np.empty((len(planned), 2), dtype=np.int64)
-    for k, p in enumerate(planned):  # an append reads the rows from its changed day on, as the window path keeps
-        a, b = rows_of.get(p[0], (0, 0))
-        on = instants if p[2] == "append" else days
-        spans[k] = a + np.searchsorted(on[a:b], np.datetime64(p[4], "ns")), b
-    seeds = None if tails is None else tails.reindex([-1 if p[5] is None else p[5] for p in planned])
-    return build_snapshots_spans(frame, spans, [p[1] for p in planned], [p[9] for p in planned],
-                                 [p[0] for p in planned], None if seeds is None else seeds.reset_index(drop=True))
+    spans = np.empty((len(plan.at), 2), dtype=np.int64)
+    start_ns = plan.start.astype("datetime64[ns]")
+    for k, (i, mode) in enumerate(zip(plan.at.tolist(), plan.mode.tolist(), strict=True)):
+        # an append reads the rows from its changed day on, as the window path keeps
+        a, b = rows_of.get(int(assets.ids[i]), (0, 0))
+        on = instants if mode == APPEND else days
+        spans[k] = a + np.searchsorted(on[a:b], start_ns[k]), b
+    seeds = None if tails is None else tails.reindex(plan.tail).reset_index(drop=True)
+    return build_snapshots_spans(frame, spans, [tfs[k] for k in plan.tf.tolist()], list(assets.first_day[plan.at]),
+                                 assets.ids[plan.at].tolist(), seeds)
 
 
-def _write_all(batch: Batch, family: BarFamily, planned: list[list[Any]], built: Snapshots, opts: RunOptions) -> None:
+def _write_all(batch: Batch, family: BarFamily, tfs: list[Timeframe], live: list[ComponentResult], assets: _Assets,
+               states: Columns, plan: _Plan, built: Snapshots, opts: RunOptions) -> None:
     """Keep each series' rows from its changed day on, count them, queue the writes."""
     rows, which, comp = built
-    ts = rows["timestamp"].array
-    from_ts = pd.array([pd.NaT if p[3] is None else pd.Timestamp(p[3], tz="UTC") for p in planned], dtype=ts.dtype)
-    cut = from_ts.take(which)
-    keep = np.asarray(cut.isna() | (ts >= cut), dtype=bool)
+    cut = plan.changed.astype("datetime64[ns]")[which]
+    ts = rows["timestamp"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+    keep = np.isnat(cut) | (ts >= cut)
     rows, which, comp = rows[keep].reset_index(drop=True), which[keep], comp[keep]
-    n = np.bincount(which, minlength=len(planned))
-    gaps = np.bincount(which, weights=rows["is_missing_days"].to_numpy(bool), minlength=len(planned))
+    n = np.bincount(which, minlength=len(plan.at))
+    gaps = np.bincount(which, weights=rows["is_missing_days"].to_numpy(bool), minlength=len(plan.at))
     ends = np.cumsum(n)
-    for k, p in enumerate(planned):
-        result = p[6]
-        result.rows_written += int(n[k])
-        result.gaps += int(gaps[k])
-        result.details["modes"][p[2]] = result.details["modes"].get(p[2], 0) + 1
+    written = np.bincount(plan.at, weights=n, minlength=len(live))
+    flagged = np.bincount(plan.at, weights=gaps, minlength=len(live))
+    counts = np.zeros((len(MODES), len(live)), dtype=np.int64)
+    np.add.at(counts, (plan.mode, plan.at), 1)
+    for i, result in enumerate(live):
+        result.rows_written += int(written[i])
+        result.gaps += int(flagged[i])
+        result.details["modes"] = {m: int(c) for m, c in zip(MODES, counts[:, i], strict=True) if c}
     if opts.dry_run:
         return
     out = batch.writes
     out.add_rows(family.table, SNAPSHOT_COLUMNS, rows)
-    for k, p in enumerate(planned):
-        if p[2] != "append":  # an appended series has no row from its changed day on: its newest is older
-            out.delete_series(family.table, p[0], {"tf": p[1].tf}, "timestamp", from_ts[k] if p[3] is not None else None)
+    for k in np.flatnonzero(plan.mode != APPEND).tolist():  # an appended series has no row from its changed day on
+        changed = plan.changed[k]
+        out.delete_series(family.table, int(assets.ids[plan.at[k]]), {"tf": tfs[plan.tf[k]].tf}, "timestamp",
+                          None if np.isnat(changed) else pd.Timestamp(changed, tz="UTC").to_pydatetime())
     wrote = np.flatnonzero(n)
     if wrote.size:  # the newest row after the write is the series' newest written row (rows are in time order)
-        out.put_states(family.state_table, "snapshot_state_put",
-                       _states([planned[k] for k in wrote], rows.iloc[ends[wrote] - 1], comp[ends[wrote] - 1]))
-    for j in np.flatnonzero(n == 0).tolist():
-        asset_id, tf, mode, _changed, _start, _tail, _result, bounds, rev, _first, before = planned[j]
-        state = {"id": asset_id, "tf": tf.tf, "daily_min_seen": bounds["first_ts"],
-                 "daily_max_seen": bounds["last_ts"], "src_rev": rev}
-        if mode == "append":  # nothing new: the series keeps its newest row, as its state names it
+        of = plan.at[wrote]
+        newest = rows.iloc[ends[wrote] - 1]
+        out.put_states(family.state_table, "snapshot_state_put", pd.DataFrame({
+            "id": assets.ids[of], "tf": [tfs[k].tf for k in plan.tf[wrote].tolist()],
+            "daily_min_seen": pd.DatetimeIndex(assets.first_ts[of]).tz_localize("UTC"),
+            "daily_max_seen": pd.DatetimeIndex(assets.last_ts[of]).tz_localize("UTC"),
+            "src_rev": assets.rev[of], "last_volume_comp": np.asarray(comp[ends[wrote] - 1], dtype=np.float64),
+            **{state: newest[col].array for col, state in frames.SNAPSHOT_ROW_STATE.items()}}))
+    bounds = [batch.reads.bounds(r.asset_id) for r in live]
+    for k in np.flatnonzero(n == 0).tolist():
+        i = int(plan.at[k])
+        state = {"id": int(assets.ids[i]), "tf": tfs[plan.tf[k]].tf, "daily_min_seen": bounds[i]["first_ts"],
+                 "daily_max_seen": bounds[i]["last_ts"], "src_rev": int(assets.rev[i])}
+        if plan.mode[k] == APPEND:  # nothing new: the series keeps its newest row, as its state names it
+            before = states.row(int(plan.state[k]))
             out.put_state(family.state_table, "snapshot_state_put", {**state, **{c: before[c] for c in _LAST}})
         else:  # its newest row is older than what was rebuilt: read it after the write
             out.after_rows.append(partial(_state_from_table, out, family, state))
 
 
 _LAST = (*frames.SNAPSHOT_ROW_STATE.values(), "last_volume_comp")  # what a state row carries of its newest row
-
-
-def _states(planned: list[list[Any]], newest: pd.DataFrame, comp: np.ndarray) -> pd.DataFrame:
-    """State rows (as columns) of series whose newest row was just written (``newest``, one per
-    series, with its running volume's compensation ``comp``)."""
-    bounds = [p[7] for p in planned]
-    return pd.DataFrame({
-        "id": np.array([p[0] for p in planned], dtype=np.int64), "tf": [p[1].tf for p in planned],
-        "daily_min_seen": pd.array([b["first_ts"] for b in bounds], dtype=newest["timestamp"].dtype),
-        "daily_max_seen": pd.array([b["last_ts"] for b in bounds], dtype=newest["timestamp"].dtype),
-        "src_rev": np.array([p[8] for p in planned], dtype=np.int64),
-        "last_volume_comp": np.asarray(comp, dtype=np.float64),
-        **{state: newest[col].array for col, state in frames.SNAPSHOT_ROW_STATE.items()}})
 
 
 def _state_from_table(out: BatchWrites, family: BarFamily, state: dict[str, Any], conn: psycopg.Connection) -> None:

@@ -232,9 +232,12 @@ class _Planner:
             lacking = ~has[:, ks]
             seeds = np.full(len(self.live), np.iinfo(np.int64).max)
             if not self.opts.full_rebuild:
+                spans = self.batch.reads.memo.setdefault("ema_day_spans", {})  # per asset, shared by the families
                 for i in np.flatnonzero(lacking.any(axis=1)).tolist():
                     bounds = self.batch.reads.bounds(self.live[i].asset_id)
-                    seeds[i] = _seedable(self.family, tf, bounds["n"], _day_span(bounds))
+                    if self.live[i].asset_id not in spans:
+                        spans[self.live[i].asset_id] = _day_span(bounds)
+                    seeds[i] = _seedable(self.family, tf, bounds["n"], spans[self.live[i].asset_id])
             ii, kk = np.nonzero(lacking)
             scratch = periods[ks][kk] <= seeds[ii]
             np.add.at(self.counts, (np.where(scratch, SCRATCH, UNSEEDED), ii), 1)

@@ -73,21 +73,6 @@ SNAPSHOT_TAIL_STATE = {**{c: s for c, s in SNAPSHOT_ROW_STATE.items() if c not i
                        "volume_comp": "last_volume_comp"}
 
 
-def snapshot_tails(states: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """The newest rows that snapshot state rows carry (``snapshot_state_get``), one per state,
-    typed as the pure build's tails (:data:`ta_lab2.bars.snapshot.TAIL_COLUMNS`)."""
-    df = pd.DataFrame({tail: [s[col] for s in states] for tail, col in SNAPSHOT_TAIL_STATE.items()})
-    for col in ("time_open", "time_high", "time_low"):
-        df[col] = pd.to_datetime(df[col], utc=True)
-    for col in ("first_missing_day", "last_missing_day"):
-        df[col] = pd.to_datetime(df[col]).astype("datetime64[ns]")
-    for col in ("volume_comp", "open", "high", "low", "volume"):
-        df[col] = pd.to_numeric(df[col]).astype("float64")
-    for col in ("bar_seq", "pos_in_bar", "count_days"):
-        df[col] = df[col].astype("int64")
-    return df
-
-
 def state_rows(conn: psycopg.Connection, state_table: str, asset_id: int, query_name: str) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(query(query_name, state=state_table), {"id": asset_id}).fetchall()
