@@ -140,9 +140,9 @@ def test_a_scale_that_crashed_before_its_dag_run_still_shows_the_dag_run_failed(
 def _scale(day_s: float, full_s: float) -> dict[str, Any]:
     cum = ["   ncalls  tottime  percall  cumtime  percall filename:lineno(function)",
            "     7286    4.957    0.001    5.805    0.001 connection.py:479(wait)",
-           "    12000    0.046    0.000    0.537    0.000 batch.py:198(state_rows)"]
+           "        4    0.010    0.002    0.862    0.216 emas.py:132(refresh_emas_batch)"]
     own = ["   ncalls  tottime  percall  cumtime  percall filename:lineno(function)",
-           "    70000    0.098    0.000    0.116    0.000 emas.py:207(_mode)"]
+           "        6    0.031    0.005    0.298    0.050 batch.py:287(state_columns)"]
     return {"assets": 1000, "days": 400, "full": {"wall_s": full_s}, "day": {"wall_s": day_s, "components": dict.fromkeys("abcdefghij", {})},
             "day_profiled": {"wall_s": 15.0, "batches": 10}, "profile": {"cumulative": cum, "tottime": own},
             "copy_floor": {"t": {"rows": 1, "plain_s": 50.0, "indexed_s": 100.0}}}
@@ -153,6 +153,7 @@ def test_a_missed_day_share_is_explained_from_the_scales_own_profile() -> None:
     assert "## Where a target is missed" in text
     assert "8.6 % of the full build" in text and "3 % is 4.7 ms per asset; the day takes 13.4 ms" in text
     assert "5.8 s are spent waiting on Postgres (7,286 waits in 100 transactions of a batch and a component" in text
-    assert "0.5 s in reading the state rows" in text
-    assert "0.1 s in planning the 70,000 EMA series with a state one by one" in text
+    assert "0.9 s in the EMA steps' Python" in text
+    assert "0.3 s in reading the state rows (one query per state table, as columns)" in text
+    assert "snapshot steps" not in text  # not in this profile: no fact
     assert missed([_scale(1.0, 155.0)]) == []  # met: no section

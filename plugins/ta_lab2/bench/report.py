@@ -226,13 +226,12 @@ def missed(results: Sequence[dict[str, Any]]) -> list[str]:
             batches = max(1, len(r["day"]["components"])) * max(1, int(r["day_profiled"].get("batches", 1)))
             facts.append(f"{_f(waits[0], 1)} s are spent waiting on Postgres ({waits[1]:,} waits in {batches} "
                          "transactions of a batch and a component: locks, reads, COPYs, upserts, commit, audit)")
-        states = _cumtime(r, "(state_rows)")
-        if states:
-            facts.append(f"{_f(states[0], 1)} s in reading the state rows (one query per state table, a Python "
-                         "dict per series)")
-        modes = _cumtime(r, "(_mode)")
-        if modes:
-            facts.append(f"{_f(modes[0], 1)} s in planning the {modes[1]:,} EMA series with a state one by one")
+        for needle, what in (("(refresh_emas_batch)", "the EMA steps' Python (planning as arrays, the appends)"),
+                             ("(refresh_snapshots)", "the snapshot steps' Python (planning, the build)"),
+                             ("(state_columns)", "reading the state rows (one query per state table, as columns)")):
+            found = _cumtime(r, needle)
+            if found:
+                facts.append(f"{_f(found[0], 1)} s in {what}")
         out.append(line + (": " + "; ".join(facts) if facts else "") + ".")
     if out:
         out += ["", "A new day costs about the same per asset at every scale (it follows the new rows and the "
