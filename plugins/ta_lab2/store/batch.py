@@ -206,9 +206,11 @@ class BatchReads:
             return pd.concat(parts, ignore_index=True) if parts else frames.typed_daily(
                 pd.DataFrame(columns=["id", *DAILY_COLS]))
         cols = ", ".join(f'd."{c}"' for c in DAILY_COLS)
-        rows = io.read_frame(self.conn, f"SELECT d.id, {cols} FROM cmc_price_bars_1d AS d "
-                                        "JOIN unnest(%s::integer[], %s::timestamptz[]) AS k(id, from_ts) "
-                                        'ON d.id = k.id AND d."timestamp" >= k.from_ts ORDER BY d.id, d."timestamp"',
+        # one primary-key range scan per asset (OFFSET 0: see queries/bars_1d_window.sql)
+        rows = io.read_frame(self.conn, f"SELECT k.id, {cols} FROM unnest(%s::integer[], %s::timestamptz[]) "
+                                        "AS k(id, from_ts) CROSS JOIN LATERAL (SELECT * FROM cmc_price_bars_1d "
+                                        'WHERE id = k.id AND "timestamp" >= k.from_ts OFFSET 0) AS d '
+                                        'ORDER BY k.id, d."timestamp"',
                              (list(from_ts), [pd.Timestamp(t).to_pydatetime() for t in from_ts.values()]))
         return frames.typed_daily(rows if not rows.empty else pd.DataFrame(columns=["id", *DAILY_COLS]))
 
