@@ -29,7 +29,11 @@ CREATE TABLE IF NOT EXISTS {table} (
     ingested_at          timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (id, tf, bar_seq, "timestamp")
 );
-CREATE INDEX IF NOT EXISTS {ts_index} ON {table} (id, tf, "timestamp");
+-- No second index on (id, tf, "timestamp") (D-engine-12): within a series bar_seq grows with time,
+-- so the primary key already orders a series by time and bounds every (id, tf) read; the extra
+-- index doubled the leaf pages a daily run dirties (one new row per series). Dropped where an
+-- earlier version created it (IF EXISTS: no lock when it is already gone).
+DROP INDEX IF EXISTS {ts_index};
 
 CREATE TABLE IF NOT EXISTS {state} (
     id              integer NOT NULL,
