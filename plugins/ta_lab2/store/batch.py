@@ -88,6 +88,9 @@ class Columns:
 
 
 _INSTANT = "timestamp with time zone"
+# (state table, query) -> (the query's column names, their kinds): fixed by the SQL file's SELECT
+# list and the schema, so asked once per process
+_SHAPES: dict[tuple[str, str], tuple[list[str], dict[str, str]]] = {}
 
 
 def _column_expr(name: str, kind: str) -> sql.Composable:
@@ -108,10 +111,10 @@ def _to_array(values: tuple[Any, ...], kind: str) -> tuple[np.ndarray, np.ndarra
     if kind == "date":
         return np.array(values, dtype=np.int64).view("datetime64[D]"), None
     if kind in ("double precision", "integer", "bigint", "smallint"):
-        nulls = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
-        if not nulls.any():
+        if None not in values:  # a scan in C; the mask only when a NULL is there
             return np.array(values, dtype=np.float64 if kind == "double precision" else np.int64), None
-        return np.array(values, dtype=np.float64), nulls
+        return np.array(values, dtype=np.float64), np.fromiter((v is None for v in values), dtype=bool,
+                                                               count=len(values))
     if kind == "boolean":
         return np.array(values, dtype=bool), None
     out = np.empty(len(values), dtype=object)
@@ -297,10 +300,12 @@ class BatchReads:
             if text == one:
                 raise ValueError(f"query {query_name} has no 'WHERE id = %(id)s' to widen to the batch")
             inner = sql.SQL(text).format(state=sql.Identifier(state_table))  # type: ignore[arg-type]
-            kinds = io.column_types(self.conn, state_table)
+            if key not in _SHAPES:  # the query's columns (its SELECT list) and their kinds
+                with self.conn.cursor() as cur:
+                    cur.execute(sql.SQL("SELECT * FROM ({}) AS q LIMIT 0").format(inner), {"ids": []})
+                    _SHAPES[key] = ([d.name for d in cur.description or []], io.column_types(self.conn, state_table))
+            names, kinds = _SHAPES[key]
             with self.conn.cursor(binary=True) as cur:
-                cur.execute(sql.SQL("SELECT * FROM ({}) AS q LIMIT 0").format(inner), {"ids": self.ids})
-                names = [d.name for d in cur.description or []]
                 exprs = sql.SQL(", ").join(_column_expr(n, kinds.get(n, "")) for n in names)
                 rows = cur.execute(sql.SQL("SELECT {} FROM ({}) AS q ORDER BY q.id").format(exprs, inner),
                                    {"ids": self.ids}).fetchall()
