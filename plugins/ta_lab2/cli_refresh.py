@@ -33,7 +33,7 @@ from ta_lab2.ops.summary import first_failure
 from ta_lab2.progress import ProgressReporter
 from ta_lab2.refresh.context import ComponentResult, RunOptions
 from ta_lab2.refresh.records import record_many
-from ta_lab2.refresh.runner import Session, cli_batches, run_batch, upstream_of
+from ta_lab2.refresh.runner import Session, cli_batches, hold_back, run_batch
 from ta_lab2.store import db
 
 log = logging.getLogger("ta_lab2.cli")
@@ -86,19 +86,13 @@ def run_components(url: str, asset_ids: Sequence[int], components: Sequence[str]
             gated = [a for a in batch if results.get((a, "bars.1d")) is None
                      or results[(a, "bars.1d")].status in ("ok", "dry_run")]
             gates[k] = freshness_gate(url, gated, opts, params, components)
-        ready, held = [], []
-        for asset in batch:
-            if stopped is not None:
-                held.append(ComponentResult(asset, comp, status="not_run", error=stopped))
-                continue
-            failed_up = [u for u in upstream_of(comp)
-                         if (asset, u) in results and results[(asset, u)].status in ("failed", "skipped")]
-            if failed_up:
-                held.append(ComponentResult(asset, comp, status="skipped", error=f"upstream failed: {', '.join(failed_up)}"))
-            elif comp.startswith("emas.") and asset in gates.get(k, {}):
-                held.append(ComponentResult(asset, comp, status="skipped", error=gates[k][asset]))
-            else:
-                ready.append(asset)
+        ready: list[int] = []
+        if stopped is not None:
+            held = [ComponentResult(a, comp, status="not_run", error=stopped) for a in batch]
+        else:
+            gate = gates.get(k, {}) if comp.startswith("emas.") else {}
+            ready, held = hold_back(comp, batch, lambda a, u: results[(a, u)].status if (a, u) in results else None,
+                                    gate.get)
         if held and not opts.dry_run:  # one audit transaction for the batch's held-back assets
             record_many(url, opts.run_id, held)
         for res in held:

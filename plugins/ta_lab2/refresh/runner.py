@@ -101,6 +101,22 @@ def upstream_of(component: str) -> tuple[str, ...]:
     return ("bars.1d", *(f"bars.{b}" for b in EMA_BAR_DEPENDENCIES[name] if b != "1d"))
 
 
+def hold_back(component: str, asset_ids: Sequence[int], status: Callable[[int, str], str | None],
+              reason: Callable[[int], str | None] | None = None) -> tuple[list[int], list[ComponentResult]]:
+    """(assets ready for ``component``, ``skipped`` results of the others): an asset is held back
+    when one of its upstream components failed or was skipped (``status(asset, upstream)``), or
+    when ``reason(asset)`` names why (the CLI's freshness gate)."""
+    ready, held = [], []
+    for a in asset_ids:
+        blocked = [u for u in upstream_of(component) if status(a, u) in ("failed", "skipped")]
+        why = f"upstream failed: {', '.join(blocked)}" if blocked else reason(a) if reason is not None else None
+        if why is None:
+            ready.append(a)
+        else:
+            held.append(ComponentResult(a, component, status="skipped", error=why))
+    return ready, held
+
+
 def locks_for(component: str) -> list[tuple[str, bool]]:
     """(lock namespace, shared) a component's transaction holds per asset: its own lock, and
     shared the lock of what it reads (the source for 1d, the 1d bars for everything else)."""
@@ -341,14 +357,7 @@ def run_components(url: str, asset_ids: Sequence[int], components: Sequence[str]
     sess = Session(url, ids)
     try:
         for comp in components:
-            ready, skipped = [], []
-            for a in ids:
-                blocked = [u for u in upstream_of(comp) if status.get((a, u)) in ("failed", "skipped")]
-                if blocked:
-                    skipped.append(ComponentResult(a, comp, status="skipped",
-                                                   error=f"upstream failed: {', '.join(blocked)}"))
-                else:
-                    ready.append(a)
+            ready, skipped = hold_back(comp, ids, lambda a, u: status.get((a, u)))
             if skipped and record and not opts.dry_run:
                 record_results(sess, opts.run_id, skipped)
             results = run_batch(url, comp, ready, opts, retries=retries, backoff_s=backoff_s, record=record,
