@@ -157,3 +157,12 @@ def test_a_missed_day_share_is_explained_from_the_scales_own_profile() -> None:
     assert "0.3 s in reading the state rows (one query per state table, as columns)" in text
     assert "snapshot steps" not in text  # not in this profile: no fact
     assert missed([_scale(1.0, 155.0)]) == []  # met: no section
+
+
+def test_the_report_says_whether_the_timed_refreshes_started_checkpointed() -> None:
+    from ta_lab2.bench.report import _settled
+
+    assert _settled({"full": 0.42, "day": 3.1, "day_profiled": 0.2}) == \
+        "CHECKPOINT before the timed refreshes (not timed): full 0.4 s, day 3.1 s, day profiled 0.2 s."
+    assert "ran unsettled" in _settled({"full": None, "day": None})
+    assert _settled(None) == ""

@@ -80,6 +80,22 @@ def throwaway_db(server: str, prefix: str) -> Generator[str, None, None]:
         log.info("dropped database %s", name)
 
 
+def settle(url: str) -> float | None:
+    """``CHECKPOINT`` before a timed step (not timed itself): the step then starts with no
+    earlier step's dirty pages still being written behind it (the COPY floor writes ~25 M rows
+    right before the one-day refresh; a real daily run follows yesterday's, long checkpointed).
+    The step still pays every full-page image of the pages it touches first. Seconds taken, or
+    None where the role may not checkpoint (the step then runs unsettled)."""
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            t0 = time.perf_counter()
+            conn.execute("CHECKPOINT")
+            return time.perf_counter() - t0
+    except psycopg.errors.InsufficientPrivilege as exc:
+        log.warning("bench: no CHECKPOINT before the timed step (%s)", str(exc).splitlines()[0])
+        return None
+
+
 def machine_facts(url: str) -> dict[str, str]:
     with db.connect(url) as conn:
         version = conn.execute("SHOW server_version").fetchone()

@@ -4,6 +4,7 @@ For each scale (default ``100x1095,1000x400``; env ``TA_LAB2_BENCH_SCALES``), in
 subprocess (so its peak RSS is its own) and a throwaway database:
 
 1. synthetic history loaded (all days but the last two);
+   before each timed refresh below, a ``CHECKPOINT`` (not timed, :func:`common.settle`);
 2. **full build** through the CLI's refresh step (``cli_refresh.run_components``: its auto
    batches, ``refresh.runner.cli_batches``, the freshness gate, audit rows included), wall and
    CPU seconds, rows written per component, series (state rows) and rows per series;
@@ -45,6 +46,7 @@ from ta_lab2.bench.common import (
     machine_facts,
     run_as_of,
     server_url,
+    settle,
     split_days,
     synth_files,
     throwaway_db,
@@ -153,6 +155,7 @@ def measure_scale(assets: int, days: int, *, dag: bool = False) -> dict[str, Any
         hist, day1, day2, day3 = split_days(parsed, [day_start(days - 2), day_start(days - 1), day_start(days)])
         res["load_s"] = _load(url, hist)
         ids = sorted(a for pf in hist for a in pf.symbols)
+        settled = res["checkpoint_s"] = {"full": settle(url)}
         res["full"] = _refresh(url, ids, run_as_of(days - 2), "bench_full")
         data, state = _tables()
         res["series"] = {t: _count(url, t) for t in state}
@@ -163,8 +166,10 @@ def measure_scale(assets: int, days: int, *, dag: bool = False) -> dict[str, Any
             floor[t] = {"rows": c.rows, "plain_s": c.plain_s, "indexed_s": c.indexed_s}
         res["copy_floor"] = floor
         res["load_day_s"] = _load(url, day1)
+        settled["day"] = settle(url)
         res["day"] = _refresh(url, ids, run_as_of(days - 1), "bench_day")
         _load(url, day2)
+        settled["day_profiled"] = settle(url)
         prof = cProfile.Profile()
         prof.enable()
         res["day_profiled"] = _refresh(url, ids, run_as_of(days), "bench_day_profiled")

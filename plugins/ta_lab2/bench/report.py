@@ -171,7 +171,18 @@ def components(r: dict[str, Any]) -> list[str]:
     lines += _table(["component", "full: s", "full: rows", "series", "rows per series", "COPY floor s",
                      "full / floor", "one day: s", "one day: rows", "day rows per series"], rows)
     return lines + ["", "Seconds per component are the sum of its per-asset `duration_s` (each asset's own "
-                    "compute plus an equal share of its batch's locks, reads, flush and commit).", ""]
+                    "compute plus an equal share of its batch's locks, reads, flush and commit). "
+                    + _settled(r.get("checkpoint_s")), ""]
+
+
+def _settled(seconds: dict[str, float | None] | None) -> str:
+    """What the CHECKPOINT before each timed refresh took (or that there was none)."""
+    if not seconds:
+        return ""
+    if any(v is None for v in seconds.values()):
+        return "No CHECKPOINT before the timed refreshes (the role may not checkpoint): they ran unsettled."
+    return "CHECKPOINT before the timed refreshes (not timed): " + ", ".join(
+        f"{k.replace('_', ' ')} {_f(float(v), 1)} s" for k, v in seconds.items() if v is not None) + "."
 
 
 def _component_row(r: dict[str, Any], comp: str, tables: list[str], states: list[str]) -> list[Any]:
@@ -284,13 +295,19 @@ ANALYSIS = """## What bounds the engine, what was done, what is left
   (one index probe per series gone), the freshness gate judging and recording a batch at once
   (it had written one audit transaction per asset: 8 s), state tables with half-empty pages
   (D-engine-10: HOT updates halve the state upserts), the EMA series without state counted per
-  timeframe, and the collector tuned for the refreshing process (D-engine-11).
+  timeframe, and the collector tuned for the refreshing process (D-engine-11); then (D-engine-12)
+  the state rows read as columns and every series' mode planned with numpy (the day's Python CPU
+  ~2.5 s → ~1.3 s at 1,000 assets), the 1d window reads as one primary-key range scan per asset
+  (the planner had hash-joined a sequential scan of the whole 1d table into each of them), and the
+  snapshot tables' second index dropped (it repeated the primary key's order and doubled the leaf
+  pages a day dirties: WAL of the 1,000-asset day 382 → 274 MB).
 - **What is left** is read from the profiles above: Postgres writing the day's rows into large
-  indexes (each new snapshot row lands in its own series' leaf page, twice: the primary key and
-  the `(id, tf, timestamp)` index; after a checkpoint every such page is written whole to the WAL:
-  ~320 MB of the ~380 MB a 1,000-asset day writes, measured with `pg_walinspect`), the state rows
-  read as Python dicts, and the per-series planning of the series with a state. A server with
-  `wal_compression` on shrinks the first; the others are the next steps (state rows as columns).
+  indexes (each new row lands in its own series' leaf page; after a checkpoint each such page goes
+  whole into the WAL) and upserting ~90,000 state rows, one transaction and commit per component
+  with its audit rows; on the Python side no function takes more than ~0.1 s. Two per-asset reads
+  still visit every 1d row of an asset (its bounds, a count; the EMA tail's cut, on `time_close`,
+  which is not in the key): ~0.1 s at 400 days. `wal_compression` halves the WAL but did not move
+  the wall time on this machine.
 """
 
 
@@ -301,8 +318,11 @@ METHOD = """## Method
   (dropped at the end). Synthetic candles (`ta_lab2.synth`, seed 7, from 2020-01-01, gaps and broken
   times included); all days but the last two are loaded, then the full build runs, then one new day is
   loaded and refreshed, then another under `cProfile` (the profile above; its wall time includes the
-  profiler's overhead).
-- Refresh = the CLI code path (`refresh.runner.run_components` over the CLI's auto batches,
+  profiler's overhead). Before each timed refresh the database is checkpointed (not timed): the step
+  starts with no earlier step's dirty pages still being written behind it (the COPY floor writes
+  ~25 M rows just before the one-day refresh, a real daily run follows yesterday's), and it still
+  pays the full-page image of every page it touches first.
+- Refresh = the CLI code path (`cli_refresh.run_components` over the CLI's auto batches,
   `refresh.runner.cli_batches`: consecutive assets while the days they compute fit `BATCH_WORK_DAYS` and
   their advisory locks `BATCH_LOCKS`; the batch counts are in the table), every
   component for the batch on one connection, one transaction per component and batch, audit rows

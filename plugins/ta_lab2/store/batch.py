@@ -122,6 +122,16 @@ def _to_array(values: tuple[Any, ...], kind: str) -> tuple[np.ndarray, np.ndarra
     return out, None
 
 
+def _widened(state_table: str, query_name: str) -> sql.Composed:
+    """``queries/<query_name>`` (one asset's state rows) widened to the batch: its
+    ``WHERE id = %(id)s`` becomes ``WHERE id = ANY(%(ids)s)``."""
+    one = sqlfiles.load(f"queries/{query_name}")
+    text = one.replace("WHERE id = %(id)s", "WHERE id = ANY(%(ids)s)")
+    if text == one:
+        raise ValueError(f"query {query_name} has no 'WHERE id = %(id)s' to widen to the batch")
+    return sql.SQL(text).format(state=sql.Identifier(state_table))  # type: ignore[arg-type]
+
+
 class BatchReads:
     """Per-asset reads of one batch, each fetched once for every asset of the batch."""
 
@@ -276,11 +286,7 @@ class BatchReads:
         """The rows ``query_name`` returns for one asset, read for all assets at once."""
         key = (state_table, query_name)
         if key not in self._states:
-            one = sqlfiles.load(f"queries/{query_name}")
-            text = one.replace("WHERE id = %(id)s", "WHERE id = ANY(%(ids)s)")
-            if text == one:
-                raise ValueError(f"query {query_name} has no 'WHERE id = %(id)s' to widen to the batch")
-            stmt = sql.SQL(text).format(state=sql.Identifier(state_table))  # type: ignore[arg-type]
+            stmt = _widened(state_table, query_name)
             by_id: dict[int, list[dict[str, Any]]] = defaultdict(list)
             # binary results: the same Python values, a third cheaper to load (timestamps, floats)
             with self.conn.cursor(row_factory=dict_row, binary=True) as cur:
@@ -295,11 +301,7 @@ class BatchReads:
         :meth:`state_rows`. Column kinds are the state table's."""
         key = (state_table, query_name)
         if key not in self._columns:
-            one = sqlfiles.load(f"queries/{query_name}")
-            text = one.replace("WHERE id = %(id)s", "WHERE id = ANY(%(ids)s)")
-            if text == one:
-                raise ValueError(f"query {query_name} has no 'WHERE id = %(id)s' to widen to the batch")
-            inner = sql.SQL(text).format(state=sql.Identifier(state_table))  # type: ignore[arg-type]
+            inner = _widened(state_table, query_name)
             if key not in _SHAPES:  # the query's columns (its SELECT list) and their kinds
                 with self.conn.cursor() as cur:
                     cur.execute(sql.SQL("SELECT * FROM ({}) AS q LIMIT 0").format(inner), {"ids": []})
