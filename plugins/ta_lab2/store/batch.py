@@ -174,8 +174,8 @@ class BatchReads:
         return self._periods
 
     def bounds(self, asset_id: int) -> dict[str, Any]:
-        """As ``bars_1d_bounds``: first/last accepted 1d instant and the row count, plus the
-        first/last ``time_open`` (their UTC days are the grid's first and last days)."""
+        """First/last accepted 1d instant and the row count, plus the first/last ``time_open``
+        (their UTC days are the grid's first and last days)."""
         if self._bounds is None:
             rows = self.conn.execute(
                 'SELECT id, min("timestamp"), max("timestamp"), count(*), min(time_open), max(time_open) '
@@ -191,7 +191,8 @@ class BatchReads:
         self._daily_ids = sorted(set(asset_ids))
 
     def daily_frame(self, asset_id: int, from_ts: datetime | None = None) -> pd.DataFrame:
-        """As :func:`ta_lab2.store.frames.daily_frame` (the same dtypes and values)."""
+        """The asset's accepted 1d rows from ``from_ts`` on (None: all), typed by
+        :func:`ta_lab2.store.frames.typed_daily` (with ``day``, the UTC day of ``time_open``)."""
         if asset_id not in self._daily_read:
             wanted = [a for a in (self.ids if self._daily_ids is None else self._daily_ids) if a not in self._daily_read]
             got = self._read_daily(sorted({*wanted, asset_id}))
@@ -396,14 +397,10 @@ class BatchWrites:
 
 
 def _put_states(conn: psycopg.Connection, state_table: str, query_name: str, rows: list[dict[str, Any]]) -> None:
-    """The state rows of one table: staged by ``COPY`` and upserted in ONE statement when the
-    query has a ``<query>_staged`` twin (per-row statements cost ~0.1 ms each, the daily
-    run writes ~70 state rows per asset), else one pipelined statement per row."""
+    """The state rows of one table, staged by ``COPY`` and upserted in ONE statement,
+    ``queries/<query_name>_staged`` (per-row statements cost ~0.1 ms each, the daily run writes
+    ~70 state rows per asset)."""
     if not rows:
-        return
-    if not sqlfiles.exists(f"queries/{query_name}_staged"):
-        with conn.cursor() as cur:
-            cur.executemany(frames.query(query_name, state=state_table), rows)
         return
     columns = list(rows[0])
     _upsert_staged(conn, state_table, query_name,

@@ -25,33 +25,12 @@ def resume_point(conn: psycopg.Connection, table: str, asset_id: int, tf: str, p
     return row
 
 
-def delete_series(conn: psycopg.Connection, table: str, alignment_source: str, asset_id: int, tf: str,
-                  period: int, from_ts: datetime | None) -> None:
-    """Delete one series' rows and its ``ema_rejects`` from ``from_ts`` on (None = all)."""
-    frames.delete_series(conn, table, asset_id, {"tf": tf, "period": period}, "ts", from_ts)
-    frames.delete_series(conn, "ema_rejects", asset_id,
-                         {"alignment_source": alignment_source, "tf": tf, "period": period}, "ts", from_ts)
-
-
-def insert_rows(conn: psycopg.Connection, table: str, columns: tuple[str, ...], rows: pd.DataFrame) -> int:
-    return io.copy_frame(conn, table, columns, rows)
-
-
 def insert_rejects(conn: psycopg.Connection, rejects: pd.DataFrame) -> None:
     if rejects.empty:
         return
     io.stage_like(conn, "_stage_ema_rejects", "ema_rejects")
     io.copy_frame(conn, "_stage_ema_rejects", REJECT_WRITE_COLUMNS, rejects)
     conn.execute(sqlfiles.load("queries/ema_rejects_put"))
-
-
-def put_state(conn: psycopg.Connection, state_table: str, row: dict[str, Any]) -> None:
-    frames.put_state(conn, state_table, "ema_state_put", row)
-
-
-def delete_state(conn: psycopg.Connection, state_table: str, asset_id: int, tf: str, period: int) -> None:
-    conn.execute(sql.SQL("DELETE FROM {} WHERE id = %s AND tf = %s AND period = %s").format(
-        sql.Identifier(state_table)), (asset_id, tf, period))
 
 
 @functools.cache  # one per family, asked per asset

@@ -17,10 +17,6 @@ def load(name: str) -> str:
     return path.read_text()
 
 
-def exists(name: str) -> bool:
-    return (SQL_DIR / f"{name}.sql").is_file()
-
-
 def ddl_files() -> list[Path]:
     """Numbered DDL files in apply order (templates are applied per family separately)."""
     return sorted(p for p in (SQL_DIR / "ddl").glob("[0-9][0-9][0-9]_*.sql") if ".template" not in p.name)
