@@ -32,7 +32,7 @@ from ta_lab2.bars.windows import window_containing
 from ta_lab2.refresh.context import Batch, ComponentResult, RunOptions
 from ta_lab2.registry import BarFamily
 from ta_lab2.store import frames
-from ta_lab2.store.batch import BatchWrites, Columns
+from ta_lab2.store.batch import BatchWrites, Columns, utc_ns
 from ta_lab2.timeframes import Timeframe, select
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,6 @@ class _Plan(NamedTuple):
     changed: np.ndarray  # datetime64[D]: first changed day (NaT: rebuild)
     start: np.ndarray  # datetime64[D]: first day to read (the window start of the changed day, the
     # asset's first day for a rebuild, the changed day itself for an append)
-    tail: np.ndarray  # row of the tails frame (-1: none)
     state: np.ndarray  # row of the state columns (-1: none)
 
 
@@ -74,13 +73,9 @@ class _Assets(NamedTuple):
 
 def _assets(batch: Batch, live: list[ComponentResult]) -> _Assets:
     bounds = [batch.reads.bounds(r.asset_id) for r in live]
-    first = _utc_ns([b["first_ts"] for b in bounds])
-    return _Assets(np.array([r.asset_id for r in live], dtype=np.int64), first, _utc_ns([b["last_ts"] for b in bounds]),
+    first = utc_ns([b["first_ts"] for b in bounds])
+    return _Assets(np.array([r.asset_id for r in live], dtype=np.int64), first, utc_ns([b["last_ts"] for b in bounds]),
                    first.astype("datetime64[D]"), np.array([r.details["src_rev"] for r in live], dtype=np.int64))
-
-
-def _utc_ns(values: list[Any]) -> np.ndarray:
-    return pd.DatetimeIndex(pd.to_datetime(values, utc=True)).tz_convert(None).as_unit("ns").to_numpy()
 
 
 def _plan(batch: Batch, family: BarFamily, tfs: list[Timeframe], assets: _Assets, states: Columns,
@@ -124,19 +119,17 @@ def _plan(batch: Batch, family: BarFamily, tfs: list[Timeframe], assets: _Assets
     start = np.where(mode == REBUILD, assets.first_day[i], changed)
     for s in np.flatnonzero(mode == WINDOW).tolist():
         start[s] = window_containing(changed[s], tfs[k[s]], assets.first_day[i[s]])[1]
-    appends = mode == APPEND
-    tail = np.full(len(go), -1, dtype=np.int64)
-    tail[appends] = np.arange(int(appends.sum()))
-    return _Plan(i, k, mode, changed, start, tail, np.where(mode == REBUILD, -1, j))
+    return _Plan(i, k, mode, changed, start, np.where(mode == REBUILD, -1, j))
 
 
 def _tails(states: Columns, plan: _Plan) -> pd.DataFrame | None:
-    """The newest row of every 'append' series, from its state row (no query), typed as the
-    pure build's tails (:data:`TAIL_COLUMNS`), in the order of ``plan.tail``."""
-    rows = plan.state[plan.mode == APPEND]
-    if not len(rows):
+    """Per planned series, the newest row of an 'append' series from its state row (no query),
+    typed as the pure build's tails (:data:`TAIL_COLUMNS`); a row of NaN for the others (None:
+    no series appends)."""
+    appends = plan.mode == APPEND
+    if not appends.any():
         return None
-    st = states.take(rows)
+    st = states.take(plan.state[appends])
     out: dict[str, Any] = {}
     for tail, col in frames.SNAPSHOT_TAIL_STATE.items():
         values = st[col]
@@ -148,7 +141,8 @@ def _tails(states: Columns, plan: _Plan) -> pd.DataFrame | None:
             out[tail] = values.astype(np.int64)
         else:
             out[tail] = values.astype(np.float64)
-    return pd.DataFrame(out)[list(TAIL_COLUMNS)]
+    return pd.DataFrame(out)[list(TAIL_COLUMNS)].reindex(np.where(appends, np.cumsum(appends) - 1, -1)) \
+        .reset_index(drop=True)
 
 
 def bar_timeframes(all_tfs: list[Timeframe], family: BarFamily, opts: RunOptions) -> list[Timeframe]:
@@ -223,9 +217,8 @@ def _build(batch: Batch, tfs: list[Timeframe], assets: _Assets, plan: _Plan, tai
         a, b = rows_of.get(int(assets.ids[i]), (0, 0))
         on = instants if mode == APPEND else days
         spans[k] = a + np.searchsorted(on[a:b], start_ns[k]), b
-    seeds = None if tails is None else tails.reindex(plan.tail).reset_index(drop=True)
     return build_snapshots_spans(frame, spans, [tfs[k] for k in plan.tf.tolist()], list(assets.first_day[plan.at]),
-                                 assets.ids[plan.at].tolist(), seeds)
+                                 assets.ids[plan.at].tolist(), tails)
 
 
 def _write_all(batch: Batch, family: BarFamily, tfs: list[Timeframe], live: list[ComponentResult], assets: _Assets,
@@ -265,11 +258,11 @@ def _write_all(batch: Batch, family: BarFamily, tfs: list[Timeframe], live: list
             "daily_max_seen": pd.DatetimeIndex(assets.last_ts[of]).tz_localize("UTC"),
             "src_rev": assets.rev[of], "last_volume_comp": np.asarray(comp[ends[wrote] - 1], dtype=np.float64),
             **{state: newest[col].array for col, state in frames.SNAPSHOT_ROW_STATE.items()}}))
-    bounds = [batch.reads.bounds(r.asset_id) for r in live]
     for k in np.flatnonzero(n == 0).tolist():
         i = int(plan.at[k])
-        state = {"id": int(assets.ids[i]), "tf": tfs[plan.tf[k]].tf, "daily_min_seen": bounds[i]["first_ts"],
-                 "daily_max_seen": bounds[i]["last_ts"], "src_rev": int(assets.rev[i])}
+        bounds = batch.reads.bounds(int(assets.ids[i]))
+        state = {"id": int(assets.ids[i]), "tf": tfs[plan.tf[k]].tf, "daily_min_seen": bounds["first_ts"],
+                 "daily_max_seen": bounds["last_ts"], "src_rev": int(assets.rev[i])}
         if plan.mode[k] == APPEND:  # nothing new: the series keeps its newest row, as its state names it
             before = states.row(int(plan.state[k]))
             out.put_state(family.state_table, "snapshot_state_put", {**state, **{c: before[c] for c in _LAST}})

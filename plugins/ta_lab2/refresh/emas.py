@@ -376,15 +376,15 @@ class _Appends:
 
     def __init__(self, family: EmaFamily, live: list[ComponentResult]) -> None:
         self.family, self.live = family, live
+        self.rev = np.array([r.details["src_rev"] for r in live], dtype=np.int64)  # per live asset
         self.parts: list[dict[str, np.ndarray]] = []
         self.tfs: dict[str, Timeframe] = {}
 
     def add(self, variant: int, at: np.ndarray, states: Any, tf_days: np.ndarray, tfs: dict[str, Timeframe]) -> None:
         """Jobs of one table: ``at`` (index of each job's asset in ``live``), its state rows."""
         if len(at):
-            rev = np.array([r.details["src_rev"] for r in self.live], dtype=np.int64)
             self.parts.append({"at": at, "variant": np.full(len(at), variant), "tf": states["tf"],
-                               "period": states["period"].astype(np.int64), "tf_days": tf_days, "rev": rev[at],
+                               "period": states["period"].astype(np.int64), "tf_days": tf_days, "rev": self.rev[at],
                                "asset": states["id"].astype(np.int64), **{k: states[k] for k in self.STATE}})
             self.tfs.update(tfs)
 

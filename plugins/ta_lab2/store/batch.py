@@ -43,7 +43,8 @@ class Tail(NamedTuple):
     first_day: np.datetime64  # the asset's first grid day
 
 
-def _utc_ns(values: list[Any]) -> np.ndarray:
+def utc_ns(values: list[Any]) -> np.ndarray:
+    """Tz-aware instants as naive UTC ``datetime64[ns]``."""
     if not values:
         return np.array([], dtype="datetime64[ns]")
     return pd.DatetimeIndex(values).tz_convert("UTC").tz_localize(None).as_unit("ns").to_numpy()
@@ -269,11 +270,11 @@ class BatchReads:
                                  {"ids": ids, "cuts": [cuts[a] for a in ids]}).fetchall()
         cols: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [() for _ in range(6)]
         row_ids = np.array(cols[0], dtype=np.int64)
-        ts_all = _utc_ns(list(cols[1]))  # one conversion for the batch, sliced per asset below
-        days_all = _utc_ns(list(cols[2])).astype("datetime64[D]")
+        ts_all = utc_ns(list(cols[1]))  # one conversion for the batch, sliced per asset below
+        days_all = utc_ns(list(cols[2])).astype("datetime64[D]")
         close_all = np.array(cols[3], dtype=np.float64)
         new_all = np.array(cols[4], dtype=bool)
-        first_all = _utc_ns(list(cols[5])).astype("datetime64[D]")
+        first_all = utc_ns(list(cols[5])).astype("datetime64[D]")
         lo = np.searchsorted(row_ids, ids, side="left")  # rows come ordered by id
         hi = np.searchsorted(row_ids, ids, side="right")
         out = {}
